@@ -234,7 +234,7 @@ def _issuer(r: _Reader, raw: Any, where: str) -> Issuer | None:
             r.problems.append(
                 f"{where}.algorithms: {alg!r} not allowed (asymmetric algorithms only)"
             )
-    audiences = r.get(d, where, "audiences", _str_list, ())
+    audiences: tuple[str, ...] = r.get(d, where, "audiences", _str_list, ())
     return Issuer(
         issuer=iss,
         jwks_uri=jwks_uri,
