@@ -235,7 +235,7 @@ def _issuer(r: _Reader, raw: Any, where: str) -> Issuer | None:
                 f"{where}.algorithms: {alg!r} not allowed (asymmetric algorithms only)"
             )
     audiences: tuple[str, ...] = r.get(d, where, "audiences", _str_list, ())
-    return Issuer(
+    result = Issuer(
         issuer=iss,
         jwks_uri=jwks_uri,
         discovery=discovery,
@@ -255,6 +255,12 @@ def _issuer(r: _Reader, raw: Any, where: str) -> Issuer | None:
             d, where, "jwks_stale_max_seconds", _nonneg, defaults.jwks_stale_max_seconds
         ),
     )
+    if result.jwks_stale_max_seconds < result.jwks_refresh_seconds:
+        r.problems.append(
+            f"{where}.jwks_stale_max_seconds: must be at least jwks_refresh_seconds "
+            "(keys would go stale between refreshes)"
+        )
+    return result
 
 
 def resolve_store(store: str, base: Path) -> tuple[Path | None, str | None]:
