@@ -42,7 +42,10 @@ def test_absolute_sqlite_url(tmp_path: Path) -> None:
         (with_(listen={"grpc": "127.0.0.1:9191"}), "listen.http: is required"),
         ({"store": "sqlite:///x.db"}, "listen: is required"),
         (with_(listen={"grpc": "nope", "http": "127.0.0.1:1"}), "listen.grpc: invalid value"),
-        (with_(listen={**MINIMAL["listen"], "explain": "0.0.0.0:9"}), "listen.explain: must be a loopback"),
+        (
+            with_(listen={**MINIMAL["listen"], "explain": "0.0.0.0:9"}),
+            "listen.explain: must be a loopback",
+        ),
         (with_(store="mysql://x"), "store: unsupported store URL"),
         (with_(store="postgresql://u@h/db"), "store: postgresql stores are not supported"),
         (with_(log={"allow_sample_rate": 2}), "log.allow_sample_rate"),

@@ -29,7 +29,9 @@ def canon(target: str, method: str = "GET", **headers: str):  # type: ignore[no-
         ("/%E2%82%AC", ("€",), ()),
     ],
 )
-def test_accepted_targets(target: str, segments: tuple[str, ...], query: tuple[tuple[str, str], ...]) -> None:
+def test_accepted_targets(
+    target: str, segments: tuple[str, ...], query: tuple[tuple[str, str], ...]
+) -> None:
     req = canon(target)
     assert req.segments == segments
     assert req.query == query

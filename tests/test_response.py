@@ -47,7 +47,9 @@ def test_allow_sets_identity_and_removes_spoofed_headers_and_authorization() -> 
         "x-assets-impersonated": "true",
         "x-other": "kept",
     }
-    resp = build_allow(decision, client_headers=client, prefix="x-assets-", remove_authorization=True)
+    resp = build_allow(
+        decision, client_headers=client, prefix="x-assets-", remove_authorization=True
+    )
     assert resp.status.code == 0
     assert resp.HasField("status")
     ok = resp.ok_response
