@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 ROLE_LEVELS: tuple[str, ...] = ("viewer", "user", "developer", "manager", "admin")
 RANK: Mapping[str, int] = MappingProxyType({name: i for i, name in enumerate(ROLE_LEVELS)})
@@ -96,3 +96,5 @@ class Snapshot:
     import_sources: Mapping[str, ImportSource] = field(default_factory=dict)
     installations: Mapping[str, Installation] = field(default_factory=dict)  # by client key
     tokens: Mapping[str, TokenRecord] = field(default_factory=dict)  # by token id
+    # The store's HMAC key for minted-token hashes (sidecar.store.tokens); never printed.
+    token_key: bytes = field(default=b"", repr=False)
