@@ -1,0 +1,185 @@
+"""The Envoy configurations validate with the real binary and keep the settings we rely on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sidecar.testing.envoy import DEMO_TEMPLATE, find_envoy, render_demo_config
+
+REPO = Path(__file__).resolve().parents[2]
+PRODUCTION = REPO / "deploy" / "envoy" / "envoy.yaml"
+K8S_ENVOY = REPO / "deploy" / "kubernetes" / "configmap-envoy.yaml"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+
+
+def validate(config_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config_text, encoding="utf-8")
+    return subprocess.run(
+        [str(find_envoy()), "--mode", "validate", "-c", str(path),
+         "--disable-hot-restart", "--log-level", "warn"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def k8s_envoy_text() -> str:
+    doc = yaml.safe_load(K8S_ENVOY.read_text(encoding="utf-8"))
+    text: str = doc["data"]["envoy.yaml"]
+    return text
+
+
+CONFIGS = {
+    "production": lambda: PRODUCTION.read_text(encoding="utf-8"),
+    "demo template": lambda: render_demo_config(10000, 10001, 10002, 10003),
+    "kubernetes configmap": k8s_envoy_text,
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_envoy_validates(name: str, tmp_path: Path) -> None:
+    result = validate(CONFIGS[name](), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+def test_validation_catches_a_broken_config(tmp_path: Path) -> None:
+    broken = render_demo_config(10000, 10001, 10002, 10003).replace(
+        "failure_mode_allow: false", "failure_mode_allows: false"
+    )
+    result = validate(broken, tmp_path)
+    assert result.returncode != 0
+    assert "failure_mode_allows" in result.stdout + result.stderr
+
+
+def test_kubernetes_configmap_embeds_the_production_config() -> None:
+    assert yaml.safe_load(k8s_envoy_text()) == yaml.safe_load(PRODUCTION.read_text()), (
+        "deploy/kubernetes/configmap-envoy.yaml drifted from deploy/envoy/envoy.yaml"
+    )
+
+
+def _hcm(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    typed: dict[str, Any] = hcm["typed_config"]
+    return typed
+
+
+def _ext_authz(config: dict[str, Any]) -> dict[str, Any]:
+    filters = _hcm(config)["http_filters"]
+    assert filters[0]["name"] == EXT_AUTHZ, "ext_authz must run first"
+    assert filters[-1]["name"] == "envoy.filters.http.router"
+    typed: dict[str, Any] = filters[0]["typed_config"]
+    return typed
+
+
+def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        c for c in config["static_resources"]["clusters"] if c["name"] == name
+    )
+    return found
+
+
+PARSED = {
+    "production": (lambda: yaml.safe_load(PRODUCTION.read_text()), "0.25s"),
+    "demo template": (lambda: yaml.safe_load(render_demo_config(1, 2, 3, 4)), "1s"),
+}
+
+
+@pytest.mark.parametrize("name", list(PARSED))
+def test_ext_authz_fails_closed_with_body_and_health_checks(name: str) -> None:
+    load, timeout = PARSED[name]
+    config = load()
+    ext = _ext_authz(config)
+    assert ext["transport_api_version"] == "V3"
+    assert ext["grpc_service"] == {
+        "envoy_grpc": {"cluster_name": "assets_authz"}, "timeout": timeout,
+    }
+    assert ext["failure_mode_allow"] is False
+    assert ext["status_on_error"] == {"code": 503}
+    assert ext["with_request_body"] == {
+        "max_request_bytes": 65536, "allow_partial_message": True, "pack_as_bytes": True,
+    }
+    assert ext["include_peer_certificate"] is True
+    assert ext.get("clear_route_cache", False) is False
+
+    hcm = _hcm(config)
+    assert hcm["normalize_path"] is False and hcm["merge_slashes"] is False
+    assert hcm["path_with_escaped_slashes_action"] == "KEEP_UNCHANGED"
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == (
+        "REJECT_REQUEST"
+    )
+
+    authz = _cluster(config, "assets_authz")
+    options = authz["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert "http2_protocol_options" in options["explicit_http_config"]
+    (check,) = authz["health_checks"]
+    assert check["grpc_health_check"] == {"service_name": "envoy.service.auth.v3.Authorization"}
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_no_route_skips_the_check() -> None:
+    for load, _ in PARSED.values():
+        routes = _hcm(load())["route_config"]["virtual_hosts"][0]["routes"]
+        for route in routes:
+            per_filter = route.get("typed_per_filter_config", {}).get(EXT_AUTHZ, {})
+            assert not per_filter.get("disabled"), route
+
+
+def test_access_log_reads_the_ext_authz_metadata_namespace() -> None:
+    hcm = _hcm(yaml.safe_load(PRODUCTION.read_text()))
+    (log,) = hcm["access_log"]
+    fields = log["typed_config"]["log_format"]["json_format"]
+    authz_fields = [v for v in fields.values() if f"DYNAMIC_METADATA({EXT_AUTHZ}:" in v]
+    assert len(authz_fields) >= 5
+    assert "decision_id" in " ".join(authz_fields)
+    # NQ = without the query string, which may hold a Connect token (`?jwt=`).
+    assert fields["path"] == "%PATH(NQ)%"
+    assert all("%REQ(:PATH)%" not in v for v in fields.values())
+
+
+def test_demo_template_routes() -> None:
+    text = render_demo_config(11, 12, 13, 14)
+    assert "${" not in text
+    config = yaml.safe_load(text)
+    direct, by_header, catch_all = _hcm(config)["route_config"]["virtual_hosts"][0]["routes"]
+    assert direct["match"] == {"path": "/bench/direct"}
+    assert by_header["match"] == {
+        "prefix": "/", "headers": [{"name": "x-bench-direct", "present_match": True}],
+    }
+    assert direct["direct_response"] == by_header["direct_response"]
+    assert direct["direct_response"]["status"] == 200
+    assert catch_all == {
+        "match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "10s"},
+    }
+    ports = {
+        "listen": config["static_resources"]["listeners"][0]["address"],
+        "admin": config["admin"]["address"],
+        "authz": _cluster(config, "assets_authz")["load_assignment"]["endpoints"][0]
+        ["lb_endpoints"][0]["endpoint"]["address"],
+        "upstream": _cluster(config, "upstream")["load_assignment"]["endpoints"][0]
+        ["lb_endpoints"][0]["endpoint"]["address"],
+    }
+    assert {k: v["socket_address"]["port_value"] for k, v in ports.items()} == {
+        "listen": 11, "admin": 12, "authz": 13, "upstream": 14,
+    }
+    assert {v["socket_address"]["address"] for v in ports.values()} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("ports", [(-1, 0, 0, 0), (0, 0, 0, 65536)])
+def test_render_refuses_bad_ports(ports: tuple[int, int, int, int]) -> None:
+    with pytest.raises(ValueError, match="not a TCP port"):
+        render_demo_config(*ports)
+
+
+def test_template_placeholders_are_exactly_the_four_ports() -> None:
+    names = set(re.findall(r"\$\{(\w+)\}", DEMO_TEMPLATE.read_text()))
+    assert names == {"LISTEN_PORT", "ADMIN_PORT", "AUTHZ_PORT", "UPSTREAM_PORT"}
