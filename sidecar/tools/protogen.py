@@ -39,7 +39,8 @@ def _descriptor_set() -> bytes:
         proto = descriptor_pb2.FileDescriptorProto()
         fd.CopyToProto(proto)
         fds.file.append(proto)
-    return fds.SerializeToString()
+    data: bytes = fds.SerializeToString()
+    return data
 
 
 def generate(out_dir: Path) -> None:

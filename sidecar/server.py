@@ -1,0 +1,230 @@
+"""`assets-authz serve`: the gRPC Check service, health, reflection, Explain and the ops port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from sidecar import __version__
+from sidecar.config import Config, ConfigError, load_config
+from sidecar.decision import Decision, Deny, Reason
+from sidecar.logs import DecisionLogger, setup_logging
+from sidecar.metrics import Metrics
+from sidecar.ops import OpsServer
+from sidecar.pipeline import Engine, new_decision_id
+from sidecar.request import HttpRequest, from_check_request
+from sidecar.response import build_deny, build_response
+from sidecar.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # bodies Envoy buffers can exceed gRPC's 4 MiB default
+DEADLINE_MARGIN_SECONDS = 0.005  # answer (deny) before Envoy's own timeout turns it into an error
+DEFAULT_BUDGET_SECONDS = 5.0  # when Envoy sends no deadline
+
+
+async def decide_check(
+    engine: Engine, check: Any, *, budget: float | None, decision_id: str | None = None
+) -> tuple[Decision, HttpRequest | None]:
+    """Run one CheckRequest through the engine within a time budget; never raises."""
+    did = decision_id or new_decision_id()
+    try:
+        request = from_check_request(check)
+    except Deny as deny:
+        return engine.deny(did, deny), None
+    except Exception:
+        log.exception("could not read CheckRequest")
+        return engine.deny(did, Deny(Reason.BAD_REQUEST, "unreadable CheckRequest")), None
+    try:
+        decision = await asyncio.wait_for(engine.decide(request, did), budget)
+    except TimeoutError:
+        decision = engine.deny(did, Deny(Reason.DEPENDENCY_UNAVAILABLE, "deadline exceeded"))
+    return decision, request
+
+
+def apply_dry_run(decision: Decision, dry_run: bool) -> Decision:
+    """With dry_run, a deny is logged and counted as such but answered as an allow."""
+    if not dry_run or decision.allowed:
+        return decision
+    return replace(decision, allowed=True, dry_run_overridden=True, identity={})
+
+
+class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """envoy.service.auth.v3.Authorization/Check."""
+
+    def __init__(self, runtime: Runtime, decision_log: DecisionLogger) -> None:
+        self.runtime = runtime
+        self.decision_log = decision_log
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        start = time.perf_counter()
+        did = new_decision_id()
+        runtime = self.runtime
+        config = runtime.config
+        try:
+            remaining = context.time_remaining()
+            budget = (
+                max(remaining - DEADLINE_MARGIN_SECONDS, 0.001)
+                if remaining is not None
+                else DEFAULT_BUDGET_SECONDS
+            )
+            decision, http = await decide_check(runtime.engine, request, budget=budget,
+                                                decision_id=did)
+            real = decision
+            final = apply_dry_run(decision, config.dry_run)
+            response = build_response(
+                final,
+                client_headers=http.headers if http else {},
+                prefix=config.response.header_prefix,
+                remove_authorization=config.response.remove_authorization,
+            )
+        except Exception:
+            # A bug must still answer a deny in CheckResponse.status: an RPC error would be let
+            # through by fail-open setups.
+            log.exception("internal error in Check", extra={"fields": {"decision_id": did}})
+            real = runtime.engine.deny(did, Deny(Reason.INTERNAL_ERROR, "Check failed"))
+            final, http = real, None
+            response = build_deny(real, prefix=config.response.header_prefix)
+        elapsed = time.perf_counter() - start
+        m = runtime.metrics
+        m.decisions.labels(
+            result=real.result,
+            reason=real.reason.value if real.reason else "ok",
+            auth_type=real.auth_type,
+        ).inc()
+        m.check_duration.labels(result=real.result).observe(elapsed)
+        self.decision_log.log(final, request_id=http.request_id if http else "", latency_s=elapsed)
+        return response
+
+
+@dataclass
+class Serving:
+    """Handles on a running sidecar (for tests and the demo): runtime and bound ports."""
+
+    runtime: Runtime
+    grpc_port: int
+    http_port: int
+    explain_port: int | None
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    started: Callable[[Serving], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads the configuration."""
+    metrics = Metrics()
+    runtime = Runtime(config, metrics, poll_seconds=poll_seconds)
+    await runtime.start()
+    if config.dry_run:
+        log.warning("DRY RUN: every decision is logged and counted, but all requests are allowed")
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+        AuthorizationService(runtime, DecisionLogger(config.log.allow_sample_rate)), server
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    services = [AUTHZ_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    if config.listen.reflection:
+        from grpc_reflection.v1alpha import reflection
+
+        services.append(reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, server)
+    try:
+        grpc_port = server.add_insecure_port(config.listen.grpc)
+    except RuntimeError:
+        grpc_port = 0
+    if grpc_port == 0:
+        log.error("cannot listen on %s", config.listen.grpc)
+        await runtime.stop()
+        return 1
+
+    explain_server = None
+    explain_port: int | None = None
+    if config.listen.explain:
+        from sidecar.explain import add_explain_service
+
+        explain_server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        )
+        add_explain_service(explain_server, runtime)
+        explain_port = explain_server.add_insecure_port(config.listen.explain)
+
+    host, _, port = config.listen.http.rpartition(":")
+    ops = OpsServer(host.strip("[]"), int(port), metrics.registry, runtime.readiness)
+    ops.start()
+    await server.start()
+    if explain_server is not None:
+        await explain_server.start()
+    for name in ("", AUTHZ_SERVICE):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "assets-authz serving",
+        extra={"fields": {"version": __version__, "grpc": config.listen.grpc,
+                          "http": config.listen.http, "explain": config.listen.explain or None,
+                          "dry_run": config.dry_run}},
+    )
+
+    loop = asyncio.get_running_loop()
+    handle_signals = stop is None
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload_config())
+        )
+    if started is not None:
+        started(Serving(runtime, grpc_port, ops.port, explain_port))
+    await stop.wait()
+
+    log.info("shutting down: health NOT_SERVING, draining in-flight checks")
+    await health.enter_graceful_shutdown()
+    grace = runtime.config.shutdown_grace_seconds
+    if explain_server is not None:
+        await explain_server.stop(0)
+    await server.stop(grace)
+    ops.stop()
+    await runtime.stop()
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def run(config_path: str) -> int:
+    """Entry point of `assets-authz serve --config FILE`."""
+    setup_logging()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s: %s", exc.source, problem)
+        return 1
+    return asyncio.run(serve(config))
+
+
+__all__ = ["AuthorizationService", "apply_dry_run", "decide_check", "external_auth_pb2", "run"]

@@ -1,0 +1,230 @@
+"""The sidecar over real gRPC: Check, health, Explain, ops endpoint, reloads, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidecar._proto import explain_pb2_grpc
+from sidecar.explain import check_request
+from sidecar.testing.ports import free_port
+from sidecar.testing.running import SidecarThread
+
+from .world import World
+
+BASE = "/jsm/assets/workspace/ws-1/v1"
+
+
+def call(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+         body: bytes | None = None) -> Any:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        return stub.Check(check_request(method, path, headers or {}, body), timeout=5)
+
+
+def headers_of(resp: Any) -> dict[str, str]:
+    part = resp.ok_response if resp.HasField("ok_response") else resp.denied_response
+    return {h.header.key: h.header.value for h in part.headers}
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_allow_over_grpc(sidecar: SidecarThread, world: World) -> None:
+    resp = call(sidecar.serving.grpc_port, "GET", f"{BASE}/object/88",
+                {"authorization": world.basic("acc-ann"), "x-assets-role": "admin"})
+    assert resp.status.code == 0
+    h = headers_of(resp)
+    assert h["x-assets-account-id"] == "acc-ann"
+    assert h["x-assets-role"] == "manager"
+    assert "authorization" in resp.ok_response.headers_to_remove
+
+
+def test_deny_over_grpc_is_a_response_not_an_rpc_error(sidecar: SidecarThread) -> None:
+    resp = call(sidecar.serving.grpc_port, "GET", f"{BASE}/object/88")
+    assert resp.status.code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert resp.denied_response.status.code == 401
+    assert headers_of(resp)["x-assets-authz-reason"] == "missing_credential"
+
+
+def test_network_filter_request_without_http_is_denied(sidecar: SidecarThread) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.serving.grpc_port}") as channel:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        resp = stub.Check(external_auth_pb2.CheckRequest(), timeout=5)
+    assert resp.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert resp.denied_response.status.code == 400
+
+
+def test_body_above_grpc_default_limit(sidecar: SidecarThread, world: World) -> None:
+    body = json.dumps({"objectTypeId": "10", "pad": "x" * (5 * 1024 * 1024)}).encode()
+    resp = call(sidecar.serving.grpc_port, "POST", f"{BASE}/object/create",
+                {"authorization": world.basic("acc-bob")}, body)
+    assert resp.status.code == 0, headers_of(resp)
+
+
+def test_health(sidecar: SidecarThread) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.serving.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "envoy.service.auth.v3.Authorization"):
+            out = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert out.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_ops_endpoints_and_metrics(sidecar: SidecarThread, world: World) -> None:
+    port = sidecar.serving.http_port
+    call(sidecar.serving.grpc_port, "GET", "/elsewhere")
+    assert http_get(port, "/healthz")[0] == 200
+    code, body = http_get(port, "/readyz")
+    assert code == 200, body
+    code, text = http_get(port, "/metrics")
+    assert code == 200
+    assert metric(text, "assets_authz_decisions_total", result="deny",
+                  reason="unmanaged_path", auth_type="none") >= 1
+    assert metric(text, "assets_authz_build_info") == 1
+    assert metric(text, "assets_authz_dry_run") == 0
+    assert metric(text, "assets_authz_jwks_keys", issuer=world.jwks_server.issuer) == 1
+    assert "assets_authz_check_duration_seconds_bucket" in text
+    assert 'le="5e-05"' in text
+    assert http_get(port, "/nope")[0] == 404
+
+
+def test_explain_service(sidecar: SidecarThread, world: World) -> None:
+    port = sidecar.serving.explain_port
+    assert port
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = explain_pb2_grpc.ExplainStub(channel)
+        out = stub.Explain(
+            check_request("DELETE", f"{BASE}/object/88",
+                          {"authorization": world.basic("acc-bob")}, None),
+            timeout=5,
+        )
+    assert (out.decision, out.status, out.reason, out.layer) == (
+        "deny", 403, "role_missing", "role"
+    )
+    assert [s.layer for s in out.trace][-1] == "role"
+    assert out.check_response.denied_response.status.code == 403
+
+
+def test_token_minted_after_start_is_picked_up(sidecar: SidecarThread, world: World) -> None:
+    _, text = world.store.mint_api("acc-eve", None, None, "late", time.time())
+    world.api_tokens["acc-eve:late"] = text
+    deadline = time.monotonic() + 10
+    while True:
+        resp = call(sidecar.serving.grpc_port, "GET", f"{BASE}/object/89",
+                    {"authorization": world.basic("acc-eve:late")})
+        if resp.status.code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert resp.status.code == 0, headers_of(resp)
+
+
+@pytest.fixture
+def own_sidecar(fresh_world: World) -> Iterator[SidecarThread]:
+    with SidecarThread(fresh_world.config) as running:
+        yield running
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_config_reload_rejects_invalid_and_applies_valid(
+    own_sidecar: SidecarThread, fresh_world: World
+) -> None:
+    http = own_sidecar.serving.http_port
+    grpc_port = own_sidecar.serving.grpc_port
+    path = fresh_world.config_path
+    original = path.read_text()
+    path.write_text(original + "bogus_key: 1\n")
+    assert _wait_for(lambda: metric(http_get(http, "/metrics")[1], "assets_authz_reloads_total",
+                                    what="config", result="failure") >= 1)
+    denied = call(grpc_port, "GET", f"{BASE}/object/88")
+    assert denied.status.code != 0  # the old config keeps serving
+    path.write_text(original + "dry_run: true\n")
+    assert _wait_for(lambda: metric(http_get(http, "/metrics")[1], "assets_authz_dry_run") == 1)
+    text = http_get(http, "/metrics")[1]
+    assert metric(text, "assets_authz_config_generation") == 2
+    allowed = call(grpc_port, "GET", f"{BASE}/object/88")
+    assert allowed.status.code == 0  # dry run: the deny is logged and counted, but allowed
+    text = http_get(http, "/metrics")[1]
+    assert metric(text, "assets_authz_decisions_total", result="deny",
+                  reason="missing_credential") >= 2
+
+
+def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
+    saved = os.environ.pop("ASSETS_AUTHZ_TEST_WRITER_SECRET")
+    try:
+        with SidecarThread(fresh_world.config) as running:
+            code, body = http_get(running.serving.http_port, "/readyz")
+            assert code == 503
+            assert "jira:def-456" in body and saved not in body
+            token = fresh_world.connect("GET", f"{BASE}/object/88", iss="jira:def-456",
+                                        secret=saved)
+            resp = call(running.serving.grpc_port, "GET", f"{BASE}/object/88",
+                        {"authorization": f"JWT {token}"})
+            assert headers_of(resp)["x-assets-authz-reason"] == "dependency_unavailable"
+            assert resp.denied_response.status.code == 503
+    finally:
+        os.environ["ASSETS_AUTHZ_TEST_WRITER_SECRET"] = saved
+
+
+def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    config = tmp_path / "serve.yaml"
+    text = fresh_world.config_path.read_text()
+    text = text.replace("grpc: '127.0.0.1:0'", f"grpc: '127.0.0.1:{grpc_port}'")
+    text = text.replace("http: '127.0.0.1:0'", f"http: '127.0.0.1:{http_port}'")
+    text = text.replace("store: sqlite:///state.db", f"store: sqlite:///{fresh_world.root}/state.db")
+    config.write_text(text + "shutdown_grace_seconds: 2\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert _wait_for(lambda: http_get(http_port, "/readyz")[0] == 200, 20), proc.stderr
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "NOT_SERVING" in err
