@@ -14,14 +14,18 @@ from sidecar.authn.principal import Principal, PrincipalKind
 from sidecar.config import Config
 from sidecar.decision import Decision, Deny, Layer, Reason, TraceStep
 from sidecar.metrics import Metrics
-from sidecar.operations.router import ImportsInfo, Managed, Router, Unmanaged
+from sidecar.operations.router import ImportsInfo, Managed, Route, Router, Unmanaged
+from sidecar.operations.table import OperationMatch
 from sidecar.permissions import check_api_permission
 from sidecar.request import HttpRequest
+from sidecar.resolver import TargetResolver
 from sidecar.roles.check import RoleGrant, authorize
-from sidecar.roles.targets import Target, resolve_target
+from sidecar.roles.targets import Target, UnknownTarget, resolve_target
 from sidecar.store.model import Snapshot
 
 log = logging.getLogger(__name__)
+
+_MAX_RESOLVER_HOPS = 3  # object -> type -> schema at most
 
 
 def new_decision_id() -> str:
@@ -51,6 +55,7 @@ class Engine:
     authenticators: Mapping[CredentialKind, Authenticator]
     snapshots: Callable[[], Snapshot]  # raises Deny(dependency_unavailable) when too stale
     router: Router | None = None
+    resolver: TargetResolver | None = None
     metrics: Metrics | None = None
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = new_decision_id
@@ -180,7 +185,7 @@ class Engine:
         progress.passed(Layer.PERMISSION)
 
         progress.layer = Layer.TARGET
-        target = resolve_target(match, route, request, snapshot, principal)
+        target, snapshot = await self._resolve(match, route, request, snapshot, principal)
         progress.passed(Layer.TARGET, _describe(target))
 
         progress.layer = Layer.ROLE
@@ -198,6 +203,25 @@ class Engine:
             operation=match.operation.name,
             trace=tuple(progress.trace),
         )
+
+
+    async def _resolve(
+        self,
+        match: OperationMatch,
+        route: Route,
+        request: HttpRequest,
+        snapshot: Snapshot,
+        principal: Principal,
+    ) -> tuple[Target, Snapshot]:
+        """Resolve the target; ids the store does not index go to the live resolver."""
+        for _ in range(_MAX_RESOLVER_HOPS):
+            try:
+                return resolve_target(match, route, request, snapshot, principal), snapshot
+            except UnknownTarget as missing:
+                if self.resolver is None or not isinstance(route, Managed):
+                    raise
+                snapshot = await self.resolver.augment(snapshot, missing, route.workspace_id)
+        return resolve_target(match, route, request, snapshot, principal), snapshot
 
 
 def _describe(target: Target) -> str:

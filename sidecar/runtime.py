@@ -25,6 +25,7 @@ from sidecar.authn.secrets import SecretSource
 from sidecar.config import Config, ConfigError, load_config
 from sidecar.metrics import Metrics
 from sidecar.pipeline import Engine
+from sidecar.resolver import TargetResolver
 from sidecar.store.policy import PolicyError, load_policy
 from sidecar.store.refresher import SnapshotSource
 from sidecar.store.sqlite import SqliteStore
@@ -107,10 +108,20 @@ class Runtime:
             CredentialKind.BASIC: ApiTokenAuthenticator(),
             CredentialKind.CONTAINER: ContainerTokenAuthenticator(),
         }
+        resolver = None
+        if config.resolver.url:
+            resolver = TargetResolver(
+                config.resolver,
+                clock=time.monotonic,
+                on_cache=lambda result: self.metrics.cache_requests.labels(
+                    cache="resolver", result=result
+                ).inc(),
+            )
         return Engine(
             config=config,
             authenticators=authenticators,
             snapshots=self.snapshots.current,
+            resolver=resolver,
             metrics=self.metrics,
             clock=self.clock,
         )

@@ -1,0 +1,125 @@
+"""Live target resolution: unknown ids asked of the upstream, cached, failing closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+import pytest
+
+from sidecar.config import ResolverConfig
+from sidecar.decision import Reason
+from sidecar.resolver import TargetResolver
+
+from .test_pipeline import bearer, decide, engine, req
+
+BASE = "/jsm/assets/workspace/ws-1/v1"
+
+
+class FakeUpstream:
+    def __init__(self, answers: dict[str, tuple[int, object]], delay: float = 0.0) -> None:
+        self.answers = answers
+        self.delay = delay
+        self.calls: list[str] = []
+
+    async def __call__(self, url: str, timeout: float) -> tuple[int, bytes]:
+        self.calls.append(url)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        for needle, (status, body) in self.answers.items():
+            if needle in url:
+                return status, json.dumps(body).encode()
+        return 404, b""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def resolver(upstream: FakeUpstream, clock: Clock | None = None, timeout_ms: int = 100,
+             ttl: float = 60) -> TargetResolver:
+    cfg = ResolverConfig(url="http://127.0.0.1:1/resolve", timeout_ms=timeout_ms,
+                         cache_ttl_seconds=ttl)
+    return TargetResolver(cfg, clock=clock or Clock(), fetch=upstream)
+
+
+def with_resolver(r: TargetResolver):  # type: ignore[no-untyped-def]
+    return replace(engine(), resolver=r)
+
+
+async def test_unknown_object_resolved_through_the_upstream() -> None:
+    up = FakeUpstream({"kind=object&id=777": (200, {"objectTypeId": "10"})})
+    d = await decide(req("GET", f"{BASE}/object/777", bearer("ann")), with_resolver(resolver(up)))
+    assert d.allowed, d.detail
+    assert d.identity["role"] == "viewer"
+    assert up.calls == ["http://127.0.0.1:1/resolve?kind=object&id=777&workspaceId=ws-1"]
+
+
+async def test_object_of_an_unknown_type_resolves_type_with_schema() -> None:
+    up = FakeUpstream({"kind=object&id=778": (200, {"objectTypeId": "12", "objectSchemaId": "1"})})
+    d = await decide(req("GET", f"{BASE}/object/778", bearer("ann")), with_resolver(resolver(up)))
+    assert d.allowed, d.detail
+
+
+async def test_type_in_a_schema_of_another_workspace_is_unknown_target() -> None:
+    up = FakeUpstream({"kind=objecttype&id=55": (200, {"objectSchemaId": "2"})})
+    d = await decide(req("GET", f"{BASE}/objecttype/55", "Basic admin"),
+                     with_resolver(resolver(up)))
+    assert d.reason is Reason.UNKNOWN_TARGET
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ((404, {}), Reason.UNKNOWN_TARGET),
+        ((500, {}), Reason.DEPENDENCY_UNAVAILABLE),
+        ((200, ["not", "an", "object"]), Reason.DEPENDENCY_UNAVAILABLE),
+        ((200, {"objectTypeId": True}), Reason.DEPENDENCY_UNAVAILABLE),
+        ((200, {}), Reason.DEPENDENCY_UNAVAILABLE),
+    ],
+)
+async def test_failures_deny(answer: tuple[int, object], reason: Reason) -> None:
+    up = FakeUpstream({"id=777": answer})
+    d = await decide(req("GET", f"{BASE}/object/777", bearer("ann")), with_resolver(resolver(up)))
+    assert d.reason is reason
+
+
+async def test_timeout_denies_dependency_unavailable() -> None:
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=1.0)
+    d = await decide(req("GET", f"{BASE}/object/777", bearer("ann")),
+                     with_resolver(resolver(up, timeout_ms=20)))
+    assert d.reason is Reason.DEPENDENCY_UNAVAILABLE
+
+
+async def test_schemas_are_never_resolved() -> None:
+    up = FakeUpstream({})
+    d = await decide(req("GET", f"{BASE}/objectschema/42", "Basic admin"),
+                     with_resolver(resolver(up)))
+    assert d.reason is Reason.UNKNOWN_TARGET
+    assert up.calls == []
+
+
+async def test_answers_and_misses_are_cached_until_ttl() -> None:
+    clock = Clock()
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})})
+    r = resolver(up, clock, ttl=60)
+    for _ in range(3):
+        assert await r.lookup("object", "777", "ws-1") is not None
+        assert await r.lookup("object", "404", "ws-1") is None
+    assert len(up.calls) == 2
+    clock.now += 61
+    await r.lookup("object", "777", "ws-1")
+    assert len(up.calls) == 3
+
+
+async def test_concurrent_misses_share_one_call() -> None:
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=0.05)
+    r = resolver(up)
+    results = await asyncio.gather(*(r.lookup("object", "777", "ws-1") for _ in range(5)))
+    assert all(x is not None for x in results)
+    assert len(up.calls) == 1
