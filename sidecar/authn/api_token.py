@@ -6,11 +6,12 @@ import base64
 import binascii
 
 from sidecar.authn.credentials import Credential
+from sidecar.authn.minted import live_token
 from sidecar.authn.principal import AuthType, Principal, PrincipalKind
 from sidecar.decision import Deny, Reason
 from sidecar.request import HttpRequest
 from sidecar.store.model import Snapshot
-from sidecar.store.tokens import API, parse_token, verify
+from sidecar.store.tokens import API
 
 
 def _email_and_token(value: str) -> tuple[str, str]:
@@ -35,23 +36,12 @@ class ApiTokenAuthenticator:
         self, credential: Credential, request: HttpRequest, snapshot: Snapshot, now: float
     ) -> Principal:
         email, token = _email_and_token(credential.value)
-        parsed = parse_token(token)
-        if parsed is None or parsed.kind != API:
-            raise Deny(Reason.UNKNOWN_TOKEN, "not an API token")
-        record = snapshot.tokens.get(parsed.id)
-        if record is None or record.kind != API:
-            raise Deny(Reason.UNKNOWN_TOKEN, f"no API token {parsed.id}")
-        if not verify(snapshot.token_key, parsed.secret, record.secret_hash):
-            raise Deny(Reason.UNKNOWN_TOKEN, f"wrong secret for API token {parsed.id}")
-        if record.revoked:
-            raise Deny(Reason.REVOKED_TOKEN, f"API token {parsed.id} is revoked")
-        if record.expires_at is not None and now >= record.expires_at:
-            raise Deny(Reason.REVOKED_TOKEN, f"API token {parsed.id} has expired")
+        record = live_token(token, API, snapshot, now)
         account_id = record.account_id
         known_email = snapshot.users.get(account_id) if account_id is not None else None
         if account_id is None or known_email is None or known_email != email.lower():
             raise Deny(
-                Reason.UNKNOWN_TOKEN, f"the email is not that of API token {parsed.id}'s account"
+                Reason.UNKNOWN_TOKEN, f"the email is not that of API token {record.id}'s account"
             )
         return Principal(
             auth_type=AuthType.API_TOKEN,
