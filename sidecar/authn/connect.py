@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sidecar.authn.credentials import Credential
-from sidecar.authn.principal import AuthType, Principal, PrincipalKind
+from sidecar.authn.principal import APP_IDENTITY_PREFIXES, AuthType, Principal, PrincipalKind
 from sidecar.authn.qsh import candidate_hashes
 from sidecar.authn.secrets import SecretSource
 from sidecar.config import ConnectConfig
@@ -182,6 +182,9 @@ class ConnectAuthenticator:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise Deny(Reason.INVALID_CLAIMS, "'sub' is not a non-empty string")
+        if sub.startswith(APP_IDENTITY_PREFIXES):
+            # Impersonation acts as a user: `connect:<app>` would take another app's roles.
+            raise Deny(Reason.INVALID_CLAIMS, "'sub' names an app identity, not a user")
         if ACT_AS_USER not in installation.scopes:
             # Never downgraded to the app user: the caller asked to act as someone else.
             raise Deny(

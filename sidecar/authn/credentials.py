@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sidecar.decision import Deny, Reason
 from sidecar.request import HttpRequest
 
+JWT_PARAMETER = "jwt"  # the Connect token's query parameter
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
@@ -33,6 +34,11 @@ class Credential:
         return f"Credential(kind={self.kind.value}, from_query={self.from_query})"
 
 
+def _literal_jwt_names(raw_query: str) -> int:
+    """How many query parameters are named `jwt` exactly as sent (no escapes, no "+")."""
+    return sum(1 for part in raw_query.split("&") if part.partition("=")[0] == JWT_PARAMETER)
+
+
 def extract_credential(request: HttpRequest) -> Credential:
     """Return the request's single credential or raise Deny.
 
@@ -40,11 +46,15 @@ def extract_credential(request: HttpRequest) -> Credential:
     a valid credential, and a Connect token may come in the header or the query, not both.
     """
     header = request.header("authorization")
-    jwt_params = request.query_values("jwt")
+    jwt_params = request.query_values(JWT_PARAMETER)
     if header is not None and "," in header:
         raise Deny(Reason.BAD_REQUEST, "duplicate Authorization headers")
     if len(jwt_params) > 1:
         raise Deny(Reason.BAD_REQUEST, "duplicate jwt query parameters")
+    if jwt_params and _literal_jwt_names(request.raw_query) != len(jwt_params):
+        # Envoy removes query parameters by their name as sent: a token under an escaped name
+        # (`%6Awt=`) would be accepted here and still reach the upstream.
+        raise Deny(Reason.BAD_REQUEST, "jwt query parameter name is percent-encoded")
     if header is not None and jwt_params:
         raise Deny(Reason.BAD_REQUEST, "credential both in Authorization and in the jwt parameter")
     if jwt_params:

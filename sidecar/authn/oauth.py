@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from sidecar.authn.credentials import Credential, CredentialKind
 from sidecar.authn.jwks import JwksCache
-from sidecar.authn.principal import AuthType, Principal, PrincipalKind
+from sidecar.authn.principal import APP_IDENTITY_PREFIXES, AuthType, Principal, PrincipalKind
 from sidecar.config import ALLOWED_OAUTH_ALGORITHMS, Issuer
 from sidecar.decision import Deny, Reason
 from sidecar.request import HttpRequest
@@ -27,8 +27,6 @@ _EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ES384": ec.SECP384R1,
     "ES512": ec.SECP521R1,
 }
-# Identities layer 3 reserves for apps; a user's `sub` may not claim them.
-_APP_PREFIXES = ("oauth:", "connect:")
 
 
 class OAuthAuthenticator:
@@ -238,7 +236,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
             app_key=client_id,
             scopes=scopes,
         )
-    if sub.startswith(_APP_PREFIXES):
+    if sub.startswith(APP_IDENTITY_PREFIXES):
         raise Deny(Reason.INVALID_CLAIMS, "sub claims an app identity")
     return Principal(
         auth_type=AuthType.OAUTH,

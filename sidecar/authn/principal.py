@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+# Identities layer 3 reserves for apps (role holders `oauth:<client_id>`, `connect:<app_key>`);
+# a user's account id, from whatever credential, may never claim one.
+APP_IDENTITY_PREFIXES = ("oauth:", "connect:")
+
 
 class AuthType(enum.StrEnum):
     OAUTH = "oauth"

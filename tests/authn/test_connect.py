@@ -223,6 +223,11 @@ DENIALS: list[Case] = [
     ("sub-empty", lambda: forge(claims(sub="")), {}, Reason.INVALID_CLAIMS),
     ("sub-number", lambda: forge(claims(sub=7)), {}, Reason.INVALID_CLAIMS),
     ("sub-null", lambda: forge(claims(sub=None)), {}, Reason.INVALID_CLAIMS),
+    # Bug found end to end: impersonating an app identity took that app's roles.
+    ("sub-names-a-connect-app", lambda: forge(claims(sub="connect:com.example.writer")), {},
+     Reason.INVALID_CLAIMS),
+    ("sub-names-an-oauth-client", lambda: forge(claims(sub="oauth:svc-client")), {},
+     Reason.INVALID_CLAIMS),
     ("sub-without-act-as-user", lambda: forge(
         claims(iss="jira:def-456", sub="acc-ann"), secret=WRITER_SECRET), {},
      Reason.CONNECT_SCOPE_MISSING),

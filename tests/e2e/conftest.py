@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests through a real Envoy: an echo upstream and an Envoy factory."""
+"""Fixtures for end-to-end tests through a real Envoy: an echo upstream, an Envoy factory, and
+one session-wide Envoy (`gateway`) in front of the session sidecar and the echo upstream."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import pytest
 
 from sidecar.testing.echo import start_echo, stop_echo
 from sidecar.testing.envoy import EnvoyProcess, render_demo_config
+from sidecar.testing.running import SidecarThread
+
+from .client import Gateway
 
 StartEnvoy = Callable[[int, int], EnvoyProcess]
 
@@ -45,3 +49,12 @@ def start_envoy() -> Iterator[StartEnvoy]:
     yield start
     for envoy in started:
         envoy.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(sidecar: SidecarThread, echo_upstream: int) -> Iterator[Gateway]:
+    """One real Envoy for the session, in front of the session `sidecar` and the echo upstream."""
+    with EnvoyProcess(
+        render_demo_config(0, 0, sidecar.serving.grpc_port, echo_upstream)
+    ) as envoy:
+        yield Gateway(envoy.listener_port())
