@@ -1,0 +1,1 @@
+"""`make bench`: the sidecar against a do-nothing Check server, over gRPC and through Envoy."""
