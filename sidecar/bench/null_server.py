@@ -21,14 +21,8 @@ from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from sidecar.server import AUTHZ_SERVICE, MAX_MESSAGE_BYTES
+from sidecar.server import AUTHZ_SERVICE, GRPC_SERVER_OPTIONS
 
-# The same options as sidecar.server.serve, so the two servers differ only in what Check does.
-SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
-)
 HEADER = ("x-assets-auth-type", "null")
 
 
@@ -56,7 +50,8 @@ class NullAuthorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: 
 
 async def serve_null(address: str, stop: asyncio.Event) -> int:
     """Serve until `stop` is set; 1 when the address cannot be bound."""
-    server = grpc.aio.server(options=list(SERVER_OPTIONS))
+    # The same options as sidecar.server.serve: the two servers differ only in what Check does.
+    server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(NullAuthorization(), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
