@@ -194,15 +194,14 @@ def parse_policy(data: Any, *, source: str = "<policy>", base: Path | None = Non
     workspaces = _workspaces(c, top.get("workspaces"))
     groups = _groups(c, top.get("groups"))
     users = _users(c, top.get("users"))
-    app_keys: set[str] = set()
-    installations = _installations(c, top.get("connect_installations"), app_keys)
+    installations = _installations(c, top.get("connect_installations"))
     admins = RoleHolders()
     if top.get("admins") is not None:
         admin_map = c.mapping(top["admins"], "admins", {"users", "groups", "apps"})
         if admin_map is not None:
-            admins = _holders(c, admin_map, "admins", groups, app_keys)
+            admins = _holders(c, admin_map, "admins", groups)
     type_ids: set[str] = set()
-    schemas = _schemas(c, top.get("schemas"), set(workspaces), groups, app_keys, type_ids)
+    schemas = _schemas(c, top.get("schemas"), set(workspaces), groups, type_ids)
     objects = _bindings(c, top.get("objects"), "objects", type_ids)
     attributes = _bindings(c, top.get("attributes"), "attributes", type_ids)
     if c.problems:
@@ -305,7 +304,7 @@ def _users(c: _Checker, raw: Any) -> list[UserSpec]:
 
 
 def _holders(
-    c: _Checker, d: dict[str, Any], where: str, groups: Mapping[str, Any], app_keys: set[str]
+    c: _Checker, d: dict[str, Any], where: str, groups: Mapping[str, Any]
 ) -> RoleHolders:
     users: list[str] = []
     for raw in c.items(d.get("users"), f"{where}.users"):
@@ -328,9 +327,7 @@ def _holders(
         prefix, _, name = app.partition(":")
         if f"{prefix}:" not in APP_PREFIXES or not name:
             c.add(f"{where}.apps", f"{app!r} must be connect:<app_key> or oauth:<client_id>")
-        elif prefix == "connect" and name not in app_keys:
-            c.add(f"{where}.apps", f"unknown Connect app {name!r} (no installation has it)")
-        else:
+        else:  # a Connect app may get roles before it is installed: it just matches nobody yet
             apps.append(app)
     return RoleHolders(
         tuple(dict.fromkeys(users)), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(apps))
@@ -343,7 +340,6 @@ def _roles(
     where: str,
     levels: tuple[str, ...],
     groups: Mapping[str, Any],
-    app_keys: set[str],
 ) -> Mapping[str, RoleHolders]:
     out: dict[str, RoleHolders] = {}
     if raw is None:
@@ -358,7 +354,7 @@ def _roles(
             continue
         d = c.mapping(holders if holders is not None else {}, at, {"users", "groups", "apps"})
         if d is not None:
-            out[level] = _holders(c, d, at, groups, app_keys)
+            out[level] = _holders(c, d, at, groups)
     return MappingProxyType(out)
 
 
@@ -367,7 +363,6 @@ def _schemas(
     raw: Any,
     workspaces: set[str],
     groups: Mapping[str, Any],
-    app_keys: set[str],
     type_ids: set[str],
 ) -> list[SchemaSpec]:
     """Schemas with their types and import sources; `type_ids` receives every type id seen
@@ -389,7 +384,7 @@ def _schemas(
         key = c.text(d.get("key"), f"{where}.key")
         if ws is not None and ws not in workspaces:
             c.add(f"{where}.workspace", f"unknown workspace {ws!r} (declare it under workspaces)")
-        roles = _roles(c, d.get("roles"), f"{where}.roles", SCHEMA_LEVELS, groups, app_keys)
+        roles = _roles(c, d.get("roles"), f"{where}.roles", SCHEMA_LEVELS, groups)
         types: list[ObjectTypeSpec] = []
         for j, t in enumerate(c.items(d.get("object_types"), f"{where}.object_types")):
             at = f"{where}.object_types[{j}]"
@@ -398,7 +393,7 @@ def _schemas(
                 continue
             tid = c.ident(td.get("id"), f"{at}.id")
             name = c.text(td.get("name"), f"{at}.name")
-            troles = _roles(c, td.get("roles"), f"{at}.roles", TYPE_LEVELS, groups, app_keys)
+            troles = _roles(c, td.get("roles"), f"{at}.roles", TYPE_LEVELS, groups)
             if tid is not None and _unique(c, type_ids, tid, f"{at}.id", "object type"):
                 types.append(ObjectTypeSpec(tid, name or "", troles))
         sources: list[str] = []
@@ -415,8 +410,8 @@ def _schemas(
     return out
 
 
-def _installations(c: _Checker, raw: Any, app_keys: set[str]) -> list[InstallationSpec]:
-    """Connect installations; `app_keys` receives every app key seen (as for type ids)."""
+def _installations(c: _Checker, raw: Any) -> list[InstallationSpec]:
+    """Connect installations (secrets by reference only: env var or file, never inline)."""
     out: list[InstallationSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(c.items(raw, "connect_installations")):
@@ -437,8 +432,6 @@ def _installations(c: _Checker, raw: Any, app_keys: set[str]) -> list[Installati
             continue
         client_key = c.text(d.get("client_key"), f"{where}.client_key")
         app_key = c.text(d.get("app_key"), f"{where}.app_key")
-        if app_key is not None:
-            app_keys.add(app_key)
         account = c.ident(d.get("account_id"), f"{where}.account_id", account=True)
         env = c.text(d.get("shared_secret_env"), f"{where}.shared_secret_env")
         file = c.text(d.get("shared_secret_file"), f"{where}.shared_secret_file")

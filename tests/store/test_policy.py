@@ -162,11 +162,6 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
         ["schemas[0].roles.viewer.apps: 'github:x' must be connect:<app_key> or oauth:<client_id>"],
     ),
     (
-        "Connect app without an installation",
-        lambda d: _schema(d)["roles"]["viewer"].update(apps=["connect:com.other"]),
-        ["schemas[0].roles.viewer.apps: unknown Connect app 'com.other' (no installation has it)"],
-    ),
-    (
         "app listed as a user",
         lambda d: _schema(d)["roles"]["manager"].update(users=["oauth:client-1"]),
         ["schemas[0].roles.manager.users: 'oauth:client-1' is an app: list it under apps"],
