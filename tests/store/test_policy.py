@@ -437,3 +437,10 @@ def test_unreadable_policy_file(tmp_path: Path) -> None:
 def test_an_empty_mapping_is_a_valid_empty_policy() -> None:
     policy = parse_policy({})
     assert policy.schemas == () and policy.workspaces == () and dict(policy.objects) == {}
+
+
+def test_a_connect_app_may_hold_roles_before_it_is_installed(tmp_path: Path) -> None:
+    data = example()
+    _schema(data)["roles"]["viewer"]["apps"] = ["connect:com.not-installed-yet"]
+    policy = parse_policy(data, source="p.yaml", base=tmp_path)
+    assert "connect:com.not-installed-yet" in policy.schemas[0].roles["viewer"].apps
