@@ -228,3 +228,31 @@ def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> No
             proc.kill()
     assert proc.returncode == 0, err
     assert "NOT_SERVING" in err
+
+
+def test_no_credential_ever_reaches_the_logs(
+    sidecar: SidecarThread, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sidecar.logs import JsonFormatter
+
+    api = world.api_tokens["acc-ann"]
+    oauth = world.oauth("acc-ann", "read:cmdb-object:jira").split(" ", 1)[1]
+    ctr = world.container_tokens["is-1"]
+    connect = world.connect("GET", f"{BASE}/object/88")
+    basic = world.basic("acc-ann").split(" ", 1)[1]
+    secrets = [api, oauth, ctr, connect, basic]
+    attempts = [
+        api, f"Bearer\t{oauth}", f"Basic\t{basic}", f"JWT{connect}", f"Bearer {ctr}x",
+        f"Bearer {oauth}x", f"Basic {basic}=", f"Token {api}", f"Bearer {ctr} extra",
+        world.basic("acc-ann", email="bob@example.test"), f"JWT {connect}",
+    ]
+    caplog.set_level("INFO")
+    for value in attempts:
+        call(sidecar.serving.grpc_port, "GET", f"{BASE}/object/89", {"authorization": value})
+    call(sidecar.serving.grpc_port, "GET", f"{BASE}/object/89?jwt={connect}")
+    time.sleep(0.2)
+    text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "decision" in text
+    for secret in secrets:
+        for piece in (secret, secret.lower(), secret[-24:], secret[-24:].lower()):
+            assert piece not in text

@@ -34,6 +34,9 @@ class Credential:
         return f"Credential(kind={self.kind.value}, from_query={self.from_query})"
 
 
+_SCHEMES = frozenset({"bearer", "jwt", "basic"})
+
+
 def _literal_jwt_names(raw_query: str) -> int:
     """How many query parameters are named `jwt` exactly as sent (no escapes, no "+")."""
     return sum(1 for part in raw_query.split("&") if part.partition("=")[0] == JWT_PARAMETER)
@@ -68,7 +71,10 @@ def extract_credential(request: HttpRequest) -> Credential:
     value = value.strip()
     scheme = scheme.lower()
     if not value or " " in value:
-        raise Deny(Reason.MALFORMED_CREDENTIAL, f"unreadable {scheme or 'empty'} credential")
+        # Name the scheme only when it is one we know: without a space after it, the "scheme"
+        # is the credential itself, and details are logged.
+        known = scheme if scheme in _SCHEMES else "unknown-scheme"
+        raise Deny(Reason.MALFORMED_CREDENTIAL, f"unreadable {known} credential")
     if scheme == "bearer":
         if JWT_SHAPE.match(value):
             return Credential(CredentialKind.OAUTH_JWT, value)
