@@ -116,6 +116,29 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
         return response
 
 
+READINESS_INTERVAL_SECONDS = 1.0
+
+
+async def track_readiness(health: HealthServicer, runtime: Runtime, stop: asyncio.Event) -> None:
+    """Keep the Authorization service's gRPC health in step with /readyz."""
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    last = None
+    while not stop.is_set():
+        problems = runtime.readiness()
+        status = not_serving if problems else serving
+        if status != last:
+            await health.set(AUTHZ_SERVICE, status)
+            if problems:
+                log.warning("not ready", extra={"fields": {"problems": problems}})
+            elif last is not None:
+                log.info("ready again")
+            last = status
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), READINESS_INTERVAL_SECONDS)
+
+
 @dataclass
 class Serving:
     """Handles on a running sidecar (for tests and the demo): runtime and bound ports."""
@@ -161,6 +184,7 @@ async def serve(
         await runtime.stop()
         return 1
 
+    handle_signals = stop is None
     explain_server = None
     explain_port: int | None = None
     if config.listen.explain:
@@ -178,8 +202,17 @@ async def serve(
     await server.start()
     if explain_server is not None:
         await explain_server.start()
-    for name in ("", AUTHZ_SERVICE):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # "" is liveness (the process serves); the Authorization service follows readiness, so
+    # kubelet and Envoy's active health check see a sidecar that can only deny as not ready.
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health.set(
+        AUTHZ_SERVICE,
+        health_pb2.HealthCheckResponse.NOT_SERVING
+        if runtime.readiness()
+        else health_pb2.HealthCheckResponse.SERVING,
+    )
+    stop = stop or asyncio.Event()
+    readiness_task = asyncio.create_task(track_readiness(health, runtime, stop))
     log.info(
         "assets-authz serving",
         extra={"fields": {"version": __version__, "grpc": config.listen.grpc,
@@ -188,8 +221,6 @@ async def serve(
     )
 
     loop = asyncio.get_running_loop()
-    handle_signals = stop is None
-    stop = stop or asyncio.Event()
     if handle_signals:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -201,6 +232,9 @@ async def serve(
     await stop.wait()
 
     log.info("shutting down: health NOT_SERVING, draining in-flight checks")
+    readiness_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await readiness_task
     await health.enter_graceful_shutdown()
     grace = runtime.config.shutdown_grace_seconds
     if explain_server is not None:

@@ -197,6 +197,16 @@ def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
             code, body = http_get(running.serving.http_port, "/readyz")
             assert code == 503
             assert "jira:def-456" in body and saved not in body
+            with grpc.insecure_channel(f"127.0.0.1:{running.serving.grpc_port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                status = {
+                    name: stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+                    for name in ("", "envoy.service.auth.v3.Authorization")
+                }
+            assert status == {  # alive, but not ready: kubelet and Envoy stop sending traffic
+                "": health_pb2.HealthCheckResponse.SERVING,
+                "envoy.service.auth.v3.Authorization": health_pb2.HealthCheckResponse.NOT_SERVING,
+            }
             token = fresh_world.connect("GET", f"{BASE}/object/88", iss="jira:def-456",
                                         secret=saved)
             resp = call(running.serving.grpc_port, "GET", f"{BASE}/object/88",
