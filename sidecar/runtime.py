@@ -175,6 +175,10 @@ class Runtime:
             self.metrics.reloads.labels(what="config", result="failure").inc()
             log.error("config reload rejected", extra={"fields": {"problems": exc.problems}})
             return False
+        except Exception:
+            self.metrics.reloads.labels(what="config", result="failure").inc()
+            log.exception("config reload failed; the previous configuration keeps serving")
+            return False
         if new.listen != self.config.listen or new.store != self.config.store:
             log.warning(
                 "config changes to listen/store need a restart; they are ignored until then"

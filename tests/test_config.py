@@ -114,6 +114,15 @@ def test_load_config_reports_yaml_line(tmp_path: Path) -> None:
     assert str(path) in str(exc.value)
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"listen: {grpc: '127.0.0.1:1'}\n\xff"])
+def test_load_config_refuses_non_utf8(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "not valid UTF-8" in exc.value.problems[0]
+
+
 def test_load_config_resolves_relative_store(tmp_path: Path) -> None:
     path = tmp_path / "conf" / "c.yaml"
     path.parent.mkdir()
