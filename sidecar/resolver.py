@@ -69,13 +69,23 @@ class Resolved:
     schema_id: str | None = None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer like any other non-200: it denies, it is never followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 async def http_fetch(url: str, timeout: float) -> tuple[int, bytes]:
-    """GET a URL in a worker thread; returns (status, body)."""
+    """GET a URL in a worker thread; returns (status, body). Redirects are not followed."""
 
     def get() -> tuple[int, bytes]:
         req = urllib.request.Request(url, headers={"accept": "application/json"})  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            with _OPENER.open(req, timeout=timeout) as resp:
                 return int(resp.status), resp.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             return int(exc.code), b""

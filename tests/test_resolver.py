@@ -123,3 +123,37 @@ async def test_concurrent_misses_share_one_call() -> None:
     results = await asyncio.gather(*(r.lookup("object", "777", "ws-1") for _ in range(5)))
     assert all(x is not None for x in results)
     assert len(up.calls) == 1
+
+
+async def test_real_http_redirect_is_not_followed() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if "id=781" in self.path:
+                self.send_response(302)
+                self.send_header("Location", "/resolve?kind=object&id=777&workspaceId=ws-1")
+                self.end_headers()
+                return
+            body = json.dumps({"objectTypeId": "10"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = ResolverConfig(url=f"http://127.0.0.1:{server.server_address[1]}/resolve",
+                             timeout_ms=2000, cache_ttl_seconds=60)
+        r = TargetResolver(cfg, clock=Clock())
+        assert await r.lookup("object", "777", "ws-1") is not None  # the real fetch path works
+        d = await decide(req("GET", f"{BASE}/object/781", bearer("ann")), with_resolver(r))
+        assert d.reason is Reason.DEPENDENCY_UNAVAILABLE
+    finally:
+        server.shutdown()
+        server.server_close()
