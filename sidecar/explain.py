@@ -136,10 +136,19 @@ def run_cli(
     setup_logging(logging.WARNING)
     try:
         parsed = parse_header_args(headers)
-        body = Path(body_file).read_bytes() if body_file else None
-    except (ValueError, OSError) as exc:
+        for text in (method, path, *parsed, *parsed.values()):
+            text.encode("utf-8")  # arguments with undecodable bytes arrive as lone surrogates
+    except UnicodeEncodeError:
+        print("explain: --method, --path and -H must be valid UTF-8", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"explain: {exc}", file=sys.stderr)
         return 2
+    try:
+        body = Path(body_file).read_bytes() if body_file else None
+    except OSError as exc:
+        print(f"explain: cannot read --body-file {body_file}: {exc.strerror}", file=sys.stderr)
+        return 1
     try:
         result = asyncio.run(_explain_once(config_path, check_request(method, path, parsed, body)))
     except ConfigError as exc:
