@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -11,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from sidecar import __version__
+from sidecar.authn.secrets import SecretUnavailable, read_installation_secret
 from sidecar.config import Config, ConfigError, load_config
-from sidecar.store.model import TokenRecord
+from sidecar.store.model import Installation, TokenRecord
 from sidecar.store.policy import Policy, PolicyError, load_policy
 from sidecar.store.sqlite import SqliteStore, StoreError, TokenError, preview_apply
 from sidecar.store.tokens import parse_token
@@ -39,7 +41,7 @@ def _positive_days(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError("must be a positive number of days")
+        raise argparse.ArgumentTypeError("must be a number of days above 0 and below 1000000")
     return value
 
 
@@ -78,10 +80,27 @@ def _check_config(args: argparse.Namespace) -> int:
         return FAILED
     print(f"{config.path}: ok")
     if config.policy_file is not None:
-        if _policy(str(config.policy_file)) is None:
+        policy = _policy(str(config.policy_file))
+        if policy is None:
             return FAILED
         print(f"{config.policy_file}: ok")
+        _warn_unreadable_secrets(policy)
     return OK
+
+
+def _warn_unreadable_secrets(policy: Policy) -> None:
+    """Secrets are read by `serve` from its own environment: say which this one cannot read."""
+    for spec in policy.installations:
+        installation = Installation(
+            client_key=spec.client_key, app_key=spec.app_key, scopes=spec.scopes,
+            account_id=spec.account_id, shared_secret_env=spec.shared_secret_env,
+            shared_secret_file=spec.shared_secret_file,
+        )
+        try:
+            read_installation_secret(installation, os.environ)
+        except SecretUnavailable as exc:
+            _err(f"warning: connect installation {spec.client_key}: {exc} "
+                 "(serve will report not ready and deny its tokens until it can read it)")
 
 
 def _apply(args: argparse.Namespace) -> int:

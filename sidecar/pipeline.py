@@ -26,6 +26,7 @@ from sidecar.store.model import Snapshot
 log = logging.getLogger(__name__)
 
 _MAX_RESOLVER_HOPS = 3  # object -> type -> schema at most
+MAX_DETAIL_CHARS = 256
 
 
 def new_decision_id() -> str:
@@ -81,14 +82,15 @@ class Engine:
         """Turn a Deny into a Decision with trace, challenges and bookkeeping."""
         progress = progress or _Progress()
         layer = progress.layer
-        trace = (*progress.trace, TraceStep(layer, "deny", f"{deny.reason.value}: {deny.detail}"))
+        detail = _clip(deny.detail)
+        trace = (*progress.trace, TraceStep(layer, "deny", f"{deny.reason.value}: {detail}"))
         principal = progress.principal
         return Decision(
             allowed=False,
             decision_id=did,
             reason=deny.reason,
             layer=layer,
-            detail=deny.detail,
+            detail=detail,
             challenges=self._challenges(deny, progress.credential),
             auth_type=principal.auth_type.value if principal else "none",
             account_id=principal.account_id if principal else None,
@@ -160,7 +162,7 @@ class Engine:
 
     async def _decide(self, request: HttpRequest, did: str, progress: _Progress) -> Decision:
         assert self.router is not None
-        progress.passed(Layer.REQUEST, f"{request.method} {request.path}")
+        progress.passed(Layer.REQUEST, f"{request.method} {_clip(request.path)}")
         progress.layer = Layer.ROUTE
         route = self.router.route(request)
         if isinstance(route, Unmanaged):
@@ -222,6 +224,11 @@ class Engine:
                     raise
                 snapshot = await self.resolver.augment(snapshot, missing, route.workspace_id)
         return resolve_target(match, route, request, snapshot, principal), snapshot
+
+
+def _clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """Bound what request data can add to a log line."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _describe(target: Target) -> str:

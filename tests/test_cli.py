@@ -174,7 +174,7 @@ def test_token_create_json(applied: Path, capsys: pytest.CaptureFixture[str]) ->
         (["api", "--account-id", "acc-nobody"], 1, "unknown account 'acc-nobody'"),
         (["api", "--account-id", "acc-ann", "--scope", "read:all"], 1, "unknown scope"),
         (["container", "--import-source", "nope"], 1, "unknown import source 'nope'"),
-        (["api", "--account-id", "acc-ann", "--expires-days", "0"], 2, "positive"),
+        (["api", "--account-id", "acc-ann", "--expires-days", "0"], 2, "above 0"),
         (["api", "--account-id", "acc-ann", "--expires-days", "soon"], 2, "not a number"),
         (["api"], 2, "--account-id"),
         (["container"], 2, "--import-source"),
@@ -330,3 +330,18 @@ def test_minting_a_disabled_kind_says_so(applied: Path, capsys: pytest.CaptureFi
     assert code == 0
     assert parse_token(out.strip()) is not None
     assert "api_tokens.enabled is false" in err
+
+
+def test_check_config_warns_about_unreadable_connect_secrets(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = workdir / "config.yaml"
+    config.write_text(CONFIG + "policy_file: policy.yaml\n")
+    monkeypatch.delenv("REPORTING_SHARED_SECRET", raising=False)
+    code, _, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0  # the environment of `serve` may differ: a warning, not a failure
+    assert "warning: connect installation jira:abc-123" in err
+    assert "REPORTING_SHARED_SECRET" in err
+    monkeypatch.setenv("REPORTING_SHARED_SECRET", "s3cr3t-value")
+    code, _, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0 and "warning" not in err and "s3cr3t-value" not in err

@@ -230,6 +230,14 @@ async def test_insufficient_scope_challenge_names_the_scope() -> None:
     )
 
 
+async def test_request_data_in_details_is_bounded() -> None:
+    long = "x" * 50_000
+    d = await decide(req("GET", f"{BASE}/{long}", bearer("ann")))
+    assert d.reason is Reason.UNKNOWN_OPERATION
+    assert all(len(step.detail) < 400 for step in d.trace)
+    assert len(d.detail) < 400
+
+
 async def test_a_bug_is_internal_error_never_allow() -> None:
     d = await decide(req("GET", f"{BASE}/object/88", "Bearer boom.x.y"))
     assert not d.allowed and d.reason is Reason.INTERNAL_ERROR

@@ -61,6 +61,7 @@ class EchoServer(ThreadingHTTPServer):
     """The echo upstream; request threads are daemons so a stuck client never blocks exit."""
 
     daemon_threads = True
+    request_queue_size = 128  # the stdlib default of 5 refuses connections under modest load
     allow_reuse_address = True
 
 

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="connect-jwt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="assets-authz connect-jwt", description=__doc__)
     add_arguments(parser)
     try:
         args = parser.parse_args(argv)
