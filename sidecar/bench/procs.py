@@ -14,13 +14,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.server import AUTHZ_SERVICE
+from sidecar.testing.lifecycle import StopOnExit
 
 _POLL_SECONDS = 0.05
 _PROBE_TIMEOUT_SECONDS = 0.5
@@ -69,7 +69,7 @@ def http_ok(url: str, timeout: float = _PROBE_TIMEOUT_SECONDS) -> bool:
         return False
 
 
-class ServerProcess:
+class ServerProcess(StopOnExit):
     """A server child process in its own session (Ctrl-C reaches the benchmark, not it).
 
     Construction starts it; `wait_serving` blocks until its gRPC health says SERVING (and
@@ -151,16 +151,6 @@ class ServerProcess:
             self._log.close()
         return self._process.returncode
 
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def sidecar_command(config_path: Path, *, profile_path: Path | None = None) -> list[str]:

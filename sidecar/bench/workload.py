@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sidecar.config import load_config
@@ -32,6 +31,7 @@ from sidecar.testing.keys import (
     mint_oauth_token,
     public_jwk,
 )
+from sidecar.testing.lifecycle import StopOnExit
 from sidecar.tools.connect_jwt import sign_connect_jwt
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "deploy" / "bench"
@@ -113,7 +113,7 @@ def rotation(mix: Sequence[MixEntry]) -> tuple[int, ...]:
 
 
 @dataclass
-class Workload:
+class Workload(StopOnExit):
     """A seeded store, its config file, the running JWKS issuer and the request mix."""
 
     root: Path
@@ -134,16 +134,6 @@ class Workload:
     def stop(self) -> None:
         self.jwks_server.stop()
 
-    def __enter__(self) -> Workload:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @dataclass

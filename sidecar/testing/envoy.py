@@ -20,8 +20,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from string import Template
-from types import TracebackType
 from typing import IO
+
+from sidecar.testing.lifecycle import StopOnExit
 
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "envoy-demo.yaml.tmpl"
 _POLL_SECONDS = 0.02
@@ -77,7 +78,7 @@ def render_demo_config(
     return template.substitute({name: str(port) for name, port in ports.items()})
 
 
-class EnvoyProcess:
+class EnvoyProcess(StopOnExit):
     """Start Envoy on a config text and wait until its admin `/ready` says LIVE.
 
     Construction starts the process (like `subprocess.Popen`); `stop()` or leaving the `with`
@@ -213,13 +214,3 @@ class EnvoyProcess:
             self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> EnvoyProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -7,8 +7,9 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
+
+from sidecar.testing.lifecycle import StopOnExit
 
 JWKS_PATH = "/.well-known/jwks.json"
 _POLL_SECONDS = 0.05  # how quickly stop() returns
@@ -71,7 +72,7 @@ class _JwksHandler(BaseHTTPRequestHandler):
         """Stay quiet."""
 
 
-class JwksServer:
+class JwksServer(StopOnExit):
     """Serves `jwks` at /.well-known/jwks.json and a discovery document naming it.
 
     Construction starts the server on 127.0.0.1 (`port` 0 picks a free one); the issuer
@@ -131,13 +132,3 @@ class JwksServer:
             self._thread.join()
         self._server.server_close()
 
-    def __enter__(self) -> JwksServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
