@@ -72,23 +72,25 @@ def authorize(
         return _on_workspace(identities, operation, target, snapshot)
     if target.kind is TargetKind.SCHEMA:
         return _on_schema(identities, operation, target, snapshot)
+    level = _level_on_data(identities, target, snapshot)
+    if _at_least(level, operation.min_role):
+        return RoleGrant(level)
+    raise _deny(operation, operation.min_role, target)
+
+
+def _level_on_data(identities: frozenset[str], target: Target, snapshot: Snapshot) -> str | None:
+    """Effective level on a type-like target (override rule) or on an import source's schema."""
     if target.kind in _TYPE_KINDS:
         object_type = snapshot.object_types.get(target.type_id or "")
         if object_type is None:
             raise Deny(Reason.UNKNOWN_TARGET, f"unknown object type {target.type_id!r}")
-        level = type_level(identities, object_type, snapshot)
-        if _at_least(level, operation.min_role):
-            return RoleGrant(level)
-        raise _deny(operation, operation.min_role, target)
+        return type_level(identities, object_type, snapshot)
     if target.kind is TargetKind.IMPORT_SOURCE:
         schema = snapshot.schemas.get(target.schema_id or "")
         if schema is None:
             raise Deny(Reason.UNKNOWN_TARGET, f"unknown schema {target.schema_id!r}")
-        level = schema_level(identities, schema, snapshot)
-        if _at_least(level, operation.min_role):
-            return RoleGrant(level)
-        raise _deny(operation, operation.min_role, target)
-    raise _deny(operation, operation.min_role, target)
+        return schema_level(identities, schema, snapshot)
+    return None
 
 
 def _on_schema(
