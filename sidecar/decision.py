@@ -170,7 +170,7 @@ class Decision:
     detail: str = ""
     # allow side
     identity: dict[str, str] = field(default_factory=dict)  # header suffix -> value
-    remove_query_jwt: bool = False
+    upstream_path: str | None = None  # the request target to send upstream, when rewritten
     passthrough: bool = False  # unmanaged path with outside_base_paths: allow
     # deny side
     challenges: tuple[str, ...] = ()

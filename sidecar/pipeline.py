@@ -9,7 +9,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sidecar.authn.base import Authenticator
-from sidecar.authn.credentials import Credential, CredentialKind, extract_credential
+from sidecar.authn.credentials import (
+    Credential,
+    CredentialKind,
+    extract_credential,
+    without_jwt_parameter,
+)
 from sidecar.authn.principal import Principal, PrincipalKind
 from sidecar.config import Config
 from sidecar.decision import Decision, Deny, Layer, Reason, TraceStep
@@ -199,7 +204,11 @@ class Engine:
             decision_id=did,
             layer=Layer.ROLE,
             identity=identity_headers(principal, target, grant),
-            remove_query_jwt=principal.via_query_jwt,
+            upstream_path=(
+                without_jwt_parameter(request.raw_path, request.raw_query)
+                if principal.via_query_jwt
+                else None
+            ),
             auth_type=principal.auth_type.value,
             account_id=principal.account_id,
             operation=match.operation.name,

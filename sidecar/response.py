@@ -64,8 +64,11 @@ def build_allow(
     )
     if remove_authorization and not decision.passthrough and "authorization" in client_headers:
         ok.headers_to_remove.append("authorization")
-    if decision.remove_query_jwt:
-        ok.query_parameters_to_remove.append("jwt")
+    if decision.upstream_path is not None:
+        # Rewrite `:path` rather than use query_parameters_to_remove: Envoy re-serialises the
+        # whole query for the latter (sorted, bare keys become `key=`), and the contract passes
+        # the rest of the query on untouched.
+        ok.headers.append(_set(":path", decision.upstream_path))
     metadata = struct_pb2.Struct()
     metadata.update({"decision_id": decision.decision_id, "result": "allow"})
     metadata.update({k.replace("-", "_"): v for k, v in decision.identity.items() if v})

@@ -157,7 +157,7 @@ async def test_oauth_user_allowed_with_identity() -> None:
 
 async def test_connect_app_via_query_removes_jwt_parameter() -> None:
     d = await decide(req("GET", f"{BASE}/object/88?jwt=app.x.y"))
-    assert d.allowed and d.remove_query_jwt
+    assert d.allowed and d.upstream_path == f"{BASE}/object/88"
     assert d.identity["principal"] == "app"
     assert d.identity["account-id"] == "app-rep"
     assert d.identity["app-key"] == "com.rep"

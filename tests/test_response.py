@@ -38,7 +38,7 @@ def test_allow_sets_identity_and_removes_spoofed_headers_and_authorization() -> 
         allowed=True,
         decision_id="d2",
         identity={"auth-type": "oauth", "principal": "user", "account-id": "acc-ann", "role": ""},
-        remove_query_jwt=True,
+        upstream_path="/a/b?z=1&b&a=%41",
     )
     client = {
         "authorization": "Bearer x",
@@ -59,12 +59,13 @@ def test_allow_sets_identity_and_removes_spoofed_headers_and_authorization() -> 
         "x-assets-principal": ["user"],
         "x-assets-account-id": ["acc-ann"],
         "x-assets-decision-id": ["d2"],
+        ":path": ["/a/b?z=1&b&a=%41"],
     }
     assert all(not h.append.value for h in ok.headers)
     assert sorted(ok.headers_to_remove) == [
         "authorization", "x-assets-impersonated", "x-assets-role",
     ]
-    assert list(ok.query_parameters_to_remove) == ["jwt"]
+    assert list(ok.query_parameters_to_remove) == []
     assert resp.dynamic_metadata.fields["account_id"].string_value == "acc-ann"
 
 

@@ -42,6 +42,16 @@ def _literal_jwt_names(raw_query: str) -> int:
     return sum(1 for part in raw_query.split("&") if part.partition("=")[0] == JWT_PARAMETER)
 
 
+def without_jwt_parameter(raw_path: str, raw_query: str) -> str:
+    """The request target with the `jwt` parameter(s) cut out and everything else as sent.
+
+    Only literal `jwt` names exist by then: extract_credential refuses escaped ones.
+    """
+    kept = [p for p in raw_query.split("&") if p.partition("=")[0] != JWT_PARAMETER]
+    query = "&".join(kept)
+    return f"{raw_path}?{query}" if query else raw_path
+
+
 def extract_credential(request: HttpRequest) -> Credential:
     """Return the request's single credential or raise Deny.
 

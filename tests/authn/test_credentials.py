@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.authn.credentials import CredentialKind, extract_credential
+from sidecar.authn.credentials import CredentialKind, extract_credential, without_jwt_parameter
 from sidecar.decision import Deny, Reason
 from sidecar.request import build_request
 
@@ -54,3 +54,17 @@ def test_refused(target: str, auth: str | None, reason: Reason) -> None:
     with pytest.raises(Deny) as exc:
         extract_credential(request)
     assert exc.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "target"),
+    [
+        ("/a", "jwt=x.y.z", "/a"),
+        ("/a", "z=1&jwt=x.y.z&b&a=%41", "/a?z=1&b&a=%41"),
+        ("/a", "jwt=x.y.z&q=a+b&q=c", "/a?q=a+b&q=c"),
+        ("/a", "jwtx=1&jwt=x.y.z&xjwt=2", "/a?jwtx=1&xjwt=2"),
+        ("/a", "jwt=x.y.z&&e=", "/a?&e="),
+    ],
+)
+def test_without_jwt_parameter_keeps_the_rest_as_sent(path: str, query: str, target: str) -> None:
+    assert without_jwt_parameter(path, query) == target

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import unquote_plus
 
 import jwt
 import pytest
@@ -161,37 +160,26 @@ def test_equivalent_query_forms_share_one_qsh(signed: str, sent: str, gateway: G
     assert_allowed(reply, app(readable_schemas="1"))
 
 
-def _pairs(query: str) -> list[tuple[str, str]]:
-    return sorted(
-        (unquote_plus(k), unquote_plus(v))
-        for k, _, v in (p.partition("=") for p in query.split("&") if p)
-    )
-
-
-@pytest.mark.parametrize(("before", "after"), [
-    ("", ""),
-    ("b=2&a=1", "a=1&b=2"),
-    ("q=a+b&empty=&e=%E2%82%AC&q=a%20c", "e=%E2%82%AC&empty=&q=a+b&q=a%20c"),
-    ("bare&b=1", "b=1&bare="),
+@pytest.mark.parametrize("before", [
+    "",
+    "b=2&a=1",
+    "q=a+b&empty=&e=%E2%82%AC&q=a%20c",
+    "bare&b=1",
+    "zq=1&qlQuery=Name%3Dx&a",
 ])
-def test_token_in_the_jwt_parameter(before: str, after: str, gateway: Gateway,
-                                    world: World) -> None:
-    """Allowed, and the upstream gets the query without `jwt`.
+def test_token_in_the_jwt_parameter(before: str, gateway: Gateway, world: World) -> None:
+    """Allowed, and the upstream gets the rest of the query exactly as sent.
 
-    Envoy rewrites the query when it removes a parameter (names sorted, values kept as sent
-    and in order within a name), so the other parameters are compared as decoded pairs.
+    (Envoy's query_parameters_to_remove would re-serialise the query — names sorted, bare keys
+    written `key=` — so the sidecar rewrites `:path` instead.)
     """
     signed = f"{OBJ}?{before}" if before else OBJ
     token = world.connect("GET", signed)
     target = f"{signed}&jwt={token}" if before else f"{OBJ}?jwt={token}"
     reply = gateway.send("GET", target)
     seen = assert_allowed(reply, app(role="viewer"))
-    path, _, query = seen.path.partition("?")
-    assert path == OBJ
+    assert seen.path == signed
     assert "jwt" not in seen.path
-    assert _pairs(query) == _pairs(before)
-    if after:
-        assert query == after  # what Envoy 1.40 does (pinned: see envoy.md section 2.6)
 
 
 def test_token_in_the_jwt_parameter_first(gateway: Gateway, world: World) -> None:
