@@ -155,10 +155,8 @@ class Engine:
             principal = await authenticator.authenticate(
                 credential, request, snapshot, self.clock()
             )
-        except Deny as deny:
+        except Deny:
             self._count_auth(credential, "failure")
-            if deny.reason.http_status == 403 and credential.kind is CredentialKind.CONNECT:
-                progress.layer = Layer.PERMISSION  # impersonation without ACT_AS_USER
             raise
         self._count_auth(credential, "success")
         progress.principal = principal

@@ -163,6 +163,26 @@ async def test_connect_app_via_query_removes_jwt_parameter() -> None:
     assert d.identity["app-key"] == "com.rep"
 
 
+NO_ACT_AS = replace(IMPERSONATED, connect_scopes=frozenset({"WRITE"}))
+PRINCIPALS["noact"] = NO_ACT_AS
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "reason", "layer"),
+    [
+        # operation lookup (404) comes before the API permission (403): product.md section 6
+        ("PATCH", f"{BASE}/object/88", Reason.UNKNOWN_OPERATION, Layer.OPERATION),
+        ("GET", f"{BASE}/nosuch/thing", Reason.UNKNOWN_OPERATION, Layer.OPERATION),
+        ("GET", f"{BASE}/object/88", Reason.CONNECT_SCOPE_MISSING, Layer.PERMISSION),
+    ],
+)
+async def test_impersonation_without_act_as_user(
+    method: str, target: str, reason: Reason, layer: Layer
+) -> None:
+    d = await decide(req(method, target, "JWT noact.x.y"))
+    assert (d.reason, d.layer, d.auth_type) == (reason, layer, "connect")
+
+
 async def test_impersonation_headers() -> None:
     d = await decide(req("GET", f"{BASE}/object/88", "JWT imp.x.y"))
     assert d.allowed

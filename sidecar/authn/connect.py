@@ -21,7 +21,6 @@ from sidecar.request import HttpRequest
 from sidecar.store.model import Installation, Snapshot
 
 ALGORITHM = "HS256"
-ACT_AS_USER = "ACT_AS_USER"
 CONTEXT_QSH = "context-qsh"  # Atlassian's marker for tokens not bound to one request
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -185,12 +184,9 @@ class ConnectAuthenticator:
         if sub.startswith(APP_IDENTITY_PREFIXES):
             # Impersonation acts as a user: `connect:<app>` would take another app's roles.
             raise Deny(Reason.INVALID_CLAIMS, "'sub' names an app identity, not a user")
-        if ACT_AS_USER not in installation.scopes:
-            # Never downgraded to the app user: the caller asked to act as someone else.
-            raise Deny(
-                Reason.CONNECT_SCOPE_MISSING,
-                f"installation {installation.client_key} lacks ACT_AS_USER for 'sub'",
-            )
+        # Without ACT_AS_USER layer 2 refuses (403 connect_scope_missing) once the operation is
+        # known (product.md section 6 orders the operation lookup first); the principal is never
+        # downgraded to the app user.
         return Principal(
             auth_type=AuthType.CONNECT,
             kind=PrincipalKind.USER,

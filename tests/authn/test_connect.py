@@ -228,12 +228,6 @@ DENIALS: list[Case] = [
      Reason.INVALID_CLAIMS),
     ("sub-names-an-oauth-client", lambda: forge(claims(sub="oauth:svc-client")), {},
      Reason.INVALID_CLAIMS),
-    ("sub-without-act-as-user", lambda: forge(
-        claims(iss="jira:def-456", sub="acc-ann"), secret=WRITER_SECRET), {},
-     Reason.CONNECT_SCOPE_MISSING),
-    ("sub-without-act-as-user-by-app-key", lambda: forge(
-        claims(iss="com.example.writer", sub="acc-ann"), secret=WRITER_SECRET), {},
-     Reason.CONNECT_SCOPE_MISSING),
 ]
 
 
@@ -290,6 +284,16 @@ async def test_impersonation_with_act_as_user() -> None:
         impersonated=True,
         connect_scopes=frozenset({"READ", "ACT_AS_USER"}),
     )
+
+
+@pytest.mark.parametrize("iss", ["jira:def-456", "com.example.writer"])
+async def test_impersonation_without_act_as_user_is_left_to_layer_2(iss: str) -> None:
+    """Refused later with 403 connect_scope_missing (after the operation lookup), and never
+    downgraded to the app user: the principal still names the user it asked to act as."""
+    principal = await authenticate(forge(claims(iss=iss, sub="acc-ann"), secret=WRITER_SECRET))
+    assert principal.impersonated and principal.account_id == "acc-ann"
+    assert principal.kind is PrincipalKind.USER
+    assert principal.connect_scopes == frozenset({"WRITE"})
 
 
 @pytest.mark.parametrize(
