@@ -262,11 +262,19 @@ class Runtime:
 
     # -- health -------------------------------------------------------------------------------
 
+    def serving_problems(self) -> list[str]:
+        """What stops every decision (the store); drives the Authorization service's health.
+
+        A missing Connect secret or an issuer without keys only fails its own credentials, so it
+        shows in /readyz and the metrics but does not take every replica out of service.
+        """
+        if not self.snapshots.ready():
+            return ["store: no current snapshot (unreachable or too stale)"]
+        return []
+
     def readiness(self) -> list[str]:
         """What is not ready (empty list = ready); names parts, never secrets."""
-        problems: list[str] = []
-        if not self.snapshots.ready():
-            problems.append("store: no current snapshot (unreachable or too stale)")
+        problems = self.serving_problems()
         for name, cache in self.jwks.items():
             if not cache.ready:
                 problems.append(f"oauth issuer {name}: no usable signing keys")

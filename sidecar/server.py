@@ -120,13 +120,13 @@ READINESS_INTERVAL_SECONDS = 1.0
 
 
 async def track_readiness(health: HealthServicer, runtime: Runtime, stop: asyncio.Event) -> None:
-    """Keep the Authorization service's gRPC health in step with /readyz."""
+    """Keep the Authorization service's gRPC health in step with what every decision needs."""
     serving, not_serving = (
         health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING,
     )
     last = None
     while not stop.is_set():
-        problems = runtime.readiness()
+        problems = runtime.serving_problems()
         status = not_serving if problems else serving
         if status != last:
             await health.set(AUTHZ_SERVICE, status)
@@ -202,13 +202,14 @@ async def serve(
     await server.start()
     if explain_server is not None:
         await explain_server.start()
-    # "" is liveness (the process serves); the Authorization service follows readiness, so
-    # kubelet and Envoy's active health check see a sidecar that can only deny as not ready.
+    # "" is liveness (the process serves); the Authorization service is NOT_SERVING while the
+    # store is unusable (every decision would deny), so kubelet and Envoy's active health check
+    # take that replica out. /readyz is the fuller picture (also keys and Connect secrets).
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
     await health.set(
         AUTHZ_SERVICE,
         health_pb2.HealthCheckResponse.NOT_SERVING
-        if runtime.readiness()
+        if runtime.serving_problems()
         else health_pb2.HealthCheckResponse.SERVING,
     )
     stop = stop or asyncio.Event()

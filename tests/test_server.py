@@ -203,9 +203,9 @@ def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
                     name: stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
                     for name in ("", "envoy.service.auth.v3.Authorization")
                 }
-            assert status == {  # alive, but not ready: kubelet and Envoy stop sending traffic
+            assert status == {  # one app's secret fails only that app: the replica keeps serving
                 "": health_pb2.HealthCheckResponse.SERVING,
-                "envoy.service.auth.v3.Authorization": health_pb2.HealthCheckResponse.NOT_SERVING,
+                "envoy.service.auth.v3.Authorization": health_pb2.HealthCheckResponse.SERVING,
             }
             token = fresh_world.connect("GET", f"{BASE}/object/88", iss="jira:def-456",
                                         secret=saved)
@@ -266,3 +266,36 @@ def test_no_credential_ever_reaches_the_logs(
     for secret in secrets:
         for piece in (secret, secret.lower(), secret[-24:], secret[-24:].lower()):
             assert piece not in text
+
+
+def test_store_outage_serves_stale_then_goes_not_serving_and_recovers(tmp_path: Path) -> None:
+    from .world import build_world
+
+    w = build_world(tmp_path / "w", store_stale_max_seconds="1")
+    db = w.root / "state.db"
+    moved = w.root / "state.db.away"
+    try:
+        with SidecarThread(w.config, poll_seconds=0.1) as running:
+            port, http = running.serving.grpc_port, running.serving.http_port
+            auth = {"authorization": w.basic("acc-ann")}
+
+            def health_status() -> int:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    return int(health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(
+                            service="envoy.service.auth.v3.Authorization"), timeout=5).status)
+
+            assert call(port, "GET", f"{BASE}/object/88", auth).status.code == 0
+            db.rename(moved)
+            assert call(port, "GET", f"{BASE}/object/88", auth).status.code == 0  # last snapshot
+            assert _wait_for(
+                lambda: health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            resp = call(port, "GET", f"{BASE}/object/88", auth)
+            assert headers_of(resp)["x-assets-authz-reason"] == "dependency_unavailable"
+            assert http_get(http, "/readyz")[0] == 503
+            moved.rename(db)
+            assert _wait_for(lambda: health_status() == health_pb2.HealthCheckResponse.SERVING)
+            assert call(port, "GET", f"{BASE}/object/88", auth).status.code == 0
+    finally:
+        w.stop()

@@ -75,10 +75,10 @@ def test_sidecar_runs_beside_the_app_as_a_native_sidecar() -> None:
     assert ports == {9191, 9192}
 
 
-def test_probes_use_grpc_health_and_readyz() -> None:
-    assert SIDECAR["livenessProbe"]["grpc"]["port"] == 9191
+def test_probes_use_grpc_health() -> None:
+    assert SIDECAR["livenessProbe"]["grpc"] == {"port": 9191, "service": ""}
     assert SIDECAR["readinessProbe"]["grpc"] == {"port": 9191, "service": AUTHZ_SERVICE}
-    assert SIDECAR["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert SIDECAR["startupProbe"]["grpc"] == {"port": 9191, "service": AUTHZ_SERVICE}
 
 
 def test_connect_secrets_come_from_a_secret() -> None:
