@@ -53,7 +53,7 @@ def _b64decode(segment: str) -> bytes:
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(_b64decode(segment))
-    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError alike
+    except (ValueError, RecursionError):  # bad base64/UTF-8/JSON alike, or absurd nesting
         raise Deny(Reason.MALFORMED_CREDENTIAL, f"Connect token {what} is unreadable") from None
     if not isinstance(value, dict):
         raise Deny(Reason.MALFORMED_CREDENTIAL, f"Connect token {what} is not a JSON object")

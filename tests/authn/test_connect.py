@@ -219,6 +219,13 @@ DENIALS: list[Case] = [
      Reason.QSH_MISMATCH),
     ("prefix-not-configured", lambda: forge(claims()), {"target": "/jira" + TARGET},
      Reason.QSH_MISMATCH),
+    # Bug found by an attacker: deeply nested JSON raised RecursionError (500 internal_error).
+    ("nested-payload", lambda: ".".join([
+        _b64(b'{"alg":"HS256","typ":"JWT"}'), _b64(b"[" * 5000 + b"]" * 5000), "x"]), {},
+     Reason.MALFORMED_CREDENTIAL),
+    ("nested-header", lambda: ".".join([
+        _b64(b"[" * 5000 + b"]" * 5000), _b64(b"{}"), "x"]), {},
+     Reason.MALFORMED_CREDENTIAL),
     # sub
     ("sub-empty", lambda: forge(claims(sub="")), {}, Reason.INVALID_CLAIMS),
     ("sub-number", lambda: forge(claims(sub=7)), {}, Reason.INVALID_CLAIMS),
