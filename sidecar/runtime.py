@@ -233,6 +233,12 @@ class Runtime:
             self._secrets_generation = snap.generation
             await self.secrets.reload_async(snap.installations.values())
 
+    def _uses_secret_files(self) -> bool:
+        snap = self.snapshots.latest
+        return snap is not None and any(
+            i.shared_secret_file for i in snap.installations.values()
+        )
+
     async def _watch(self) -> None:
         """Poll the config and policy files for changes; keep secrets in step with the store."""
         while not self._stop.is_set():
@@ -248,7 +254,9 @@ class Runtime:
                 policy = self.config.policy_file
                 if policy is not None and _mtime(policy) != self._policy_mtime:
                     await self._apply_policy_file(policy)
-                await self._sync_secrets()
+                # Secret files are re-read every tick, so a rotated (e.g. remounted Kubernetes)
+                # secret takes effect within a second; env vars cannot change under a process.
+                await self._sync_secrets(force=self._uses_secret_files())
                 self._update_jwks_gauges()
             except Exception:
                 log.exception("watcher iteration failed")

@@ -299,3 +299,37 @@ def test_store_outage_serves_stale_then_goes_not_serving_and_recovers(tmp_path: 
             assert call(port, "GET", f"{BASE}/object/88", auth).status.code == 0
     finally:
         w.stop()
+
+
+def test_rotated_connect_secret_file_takes_effect_while_serving(tmp_path: Path) -> None:
+    import yaml
+
+    from sidecar.store.policy import parse_policy
+
+    from .world import FIXTURES, build_world
+
+    w = build_world(tmp_path / "w")
+    secret_file = tmp_path / "writer.secret"
+    secret_file.write_text("old-writer-secret-0123456789abcdef\n")
+    data = yaml.safe_load((FIXTURES / "policy.yaml").read_text())
+    for inst in data["connect_installations"]:
+        if inst["client_key"] == "jira:def-456":
+            del inst["shared_secret_env"]
+            inst["shared_secret_file"] = str(secret_file)
+    w.store.apply(parse_policy(data, base=tmp_path), dry_run=False)
+    url = f"{BASE}/object/89"
+    try:
+        with SidecarThread(w.config, poll_seconds=0.1) as running:
+            port = running.serving.grpc_port
+
+            def status(secret: str) -> int:
+                token = w.connect("GET", url, iss="jira:def-456", secret=secret)
+                resp = call(port, "GET", url, {"authorization": f"JWT {token}"})
+                return int(resp.status.code)
+
+            assert status("old-writer-secret-0123456789abcdef") == 0
+            secret_file.write_text("new-writer-secret-0123456789abcdef\n")
+            assert _wait_for(lambda: status("new-writer-secret-0123456789abcdef") == 0, 10)
+            assert status("old-writer-secret-0123456789abcdef") != 0
+    finally:
+        w.stop()
