@@ -84,12 +84,18 @@ def _check_config(args: argparse.Namespace) -> int:
         if policy is None:
             return FAILED
         print(f"{config.policy_file}: ok")
-        _warn_unreadable_secrets(policy)
+        _warn_about_secrets(policy)
     return OK
 
 
-def _warn_unreadable_secrets(policy: Policy) -> None:
-    """Secrets are read by `serve` from its own environment: say which this one cannot read."""
+MIN_SECRET_BYTES = 32  # an HS256 key shorter than its hash can be brute-forced from one token
+
+
+def _warn_about_secrets(policy: Policy) -> None:
+    """Warn about Connect secrets this environment cannot read, or that are short.
+
+    `serve` reads them from its own environment, so these are warnings, not failures.
+    """
     for spec in policy.installations:
         installation = Installation(
             client_key=spec.client_key, app_key=spec.app_key, scopes=spec.scopes,
@@ -97,10 +103,14 @@ def _warn_unreadable_secrets(policy: Policy) -> None:
             shared_secret_file=spec.shared_secret_file,
         )
         try:
-            read_installation_secret(installation, os.environ)
+            secret = read_installation_secret(installation, os.environ)
         except SecretUnavailable as exc:
             _err(f"warning: connect installation {spec.client_key}: {exc} "
                  "(serve will report not ready and deny its tokens until it can read it)")
+            continue
+        if len(secret) < MIN_SECRET_BYTES:
+            _err(f"warning: connect installation {spec.client_key}: its shared secret is "
+                 f"shorter than {MIN_SECRET_BYTES} bytes")
 
 
 def _apply(args: argparse.Namespace) -> int:

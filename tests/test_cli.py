@@ -344,4 +344,7 @@ def test_check_config_warns_about_unreadable_connect_secrets(
     assert "REPORTING_SHARED_SECRET" in err
     monkeypatch.setenv("REPORTING_SHARED_SECRET", "s3cr3t-value")
     code, _, err = run(capsys, "check-config", "--config", str(config))
-    assert code == 0 and "warning" not in err and "s3cr3t-value" not in err
+    assert code == 0 and "shorter than 32 bytes" in err and "s3cr3t-value" not in err
+    monkeypatch.setenv("REPORTING_SHARED_SECRET", "s3cr3t-value-" * 4)
+    code, _, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0 and "warning" not in err
