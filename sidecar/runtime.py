@@ -103,7 +103,13 @@ class Runtime:
 
     def _build_engine(self, config: Config) -> Engine:
         authenticators: dict[CredentialKind, Authenticator] = {
-            CredentialKind.OAUTH_JWT: OAuthAuthenticator(config.oauth.issuers, self.jwks),
+            CredentialKind.OAUTH_JWT: OAuthAuthenticator(
+                config.oauth.issuers,
+                self.jwks,
+                on_cache=lambda result: self.metrics.cache_requests.labels(
+                    cache="oauth_verified", result=result
+                ).inc(),
+            ),
             CredentialKind.CONNECT: ConnectAuthenticator(config.connect, self.secrets),
             CredentialKind.BASIC: ApiTokenAuthenticator(),
             CredentialKind.CONTAINER: ContainerTokenAuthenticator(),

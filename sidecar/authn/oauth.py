@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -21,6 +24,7 @@ from sidecar.request import HttpRequest
 from sidecar.store.model import Snapshot
 
 MAX_TOKEN_CHARS = 16 * 1024
+VERIFIED_CACHE_ENTRIES = 4096
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]*$")
 _EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ES256": ec.SECP256R1,
@@ -29,11 +33,33 @@ _EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token whose signature was verified with `key` (claims are re-checked on every use)."""
+
+    issuer: Issuer
+    kid: str | None
+    key: jwt.PyJWK
+    claims: dict[str, Any]
+
+
 class OAuthAuthenticator:
     """Verifies bearer JWTs against the configured issuers' JWKS; the algorithm never comes
-    from the token, `jku`/`x5u`/`jwk` headers are ignored, and time is passed in."""
+    from the token, `jku`/`x5u`/`jwk` headers are ignored, and time is passed in.
 
-    def __init__(self, issuers: Sequence[Issuer], caches: Mapping[str, JwksCache]) -> None:
+    Clients reuse a token for many requests, so a bounded cache (keyed by the token's SHA-256)
+    remembers verified signatures. A hit still fetches the key by `kid` (so stale or rotated
+    keys behave exactly as without the cache: the cached result counts only while the very same
+    key object is current) and still checks every time-dependent claim against `now`.
+    """
+
+    def __init__(
+        self,
+        issuers: Sequence[Issuer],
+        caches: Mapping[str, JwksCache],
+        *,
+        on_cache: Callable[[str], None] | None = None,
+    ) -> None:
         self._issuers = {i.issuer: i for i in issuers}
         missing = sorted(set(self._issuers) - set(caches))
         if missing:
@@ -41,6 +67,8 @@ class OAuthAuthenticator:
         self._caches = {name: caches[name] for name in self._issuers}
         # Only asymmetric algorithms exist for this verifier: never `none`, never HS*.
         self._jws = jwt.PyJWS(algorithms=sorted(ALLOWED_OAUTH_ALGORITHMS))
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._on_cache = on_cache
 
     async def authenticate(
         self, credential: Credential, request: HttpRequest, snapshot: Snapshot, now: float
@@ -48,6 +76,18 @@ class OAuthAuthenticator:
         if credential.kind is not CredentialKind.OAUTH_JWT:
             raise Deny(Reason.MALFORMED_CREDENTIAL, "not a bearer JWT")
         token = credential.value
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(digest)
+        if hit is not None:
+            cache = self._caches[hit.issuer.issuer]
+            key = await (cache.key_for(hit.kid) if hit.kid is not None else cache.sole_key())
+            if key is hit.key:
+                self._count("hit")
+                self._verified.move_to_end(digest)
+                _check_claims(hit.claims, hit.issuer, now)
+                return _principal(hit.claims)
+            del self._verified[digest]
+        self._count("miss")
         header, unverified = _split_token(token)
         alg = _check_header(header)
         issuer = self._issuer_for(unverified)
@@ -60,7 +100,19 @@ class OAuthAuthenticator:
         key = await (cache.key_for(kid) if isinstance(kid, str) else cache.sole_key())
         claims = self._verify(token, key, alg, issuer)
         _check_claims(claims, issuer, now)
-        return _principal(claims)
+        principal = _principal(claims)
+        self._remember(digest, _Verified(issuer, kid if isinstance(kid, str) else None, key,
+                                         claims))
+        return principal
+
+    def _remember(self, digest: bytes, verified: _Verified) -> None:
+        self._verified[digest] = verified
+        while len(self._verified) > VERIFIED_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+
+    def _count(self, result: str) -> None:
+        if self._on_cache is not None:
+            self._on_cache(result)
 
     def _issuer_for(self, unverified: dict[str, Any]) -> Issuer:
         iss = unverified.get("iss")

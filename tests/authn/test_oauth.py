@@ -437,3 +437,68 @@ WRITE = "write:cmdb-object:jira"
 )
 async def test_principal(env: Env, claims: dict[str, Any], expected: Principal) -> None:
     assert await env.run(sign(**claims)) == expected
+
+
+# --- the cache of verified signatures ------------------------------------------------------------
+
+
+def _counting(env: Env) -> list[str]:
+    seen: list[str] = []
+    issuers = list(env.auth._issuers.values())
+    env.auth = OAuthAuthenticator(issuers, env.caches, on_cache=seen.append)
+    return seen
+
+
+async def test_a_reused_token_is_verified_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _counting(env)
+    token = sign()
+    first = await env.run(token)
+    verify = env.auth._verify
+    monkeypatch.setattr(env.auth, "_verify", lambda *a: pytest.fail("verified twice"))
+    assert await env.run(token) == first
+    assert seen == ["miss", "hit"]
+    monkeypatch.setattr(env.auth, "_verify", verify)
+
+
+async def test_a_cached_token_still_expires(env: Env) -> None:
+    token = sign(exp=NOW + 100)
+    await env.run(token)
+    assert await env.reason(token, now=NOW + 100 + 61) is Reason.TOKEN_EXPIRED
+
+
+async def test_a_cached_token_dies_with_its_key(env: Env) -> None:
+    token = sign()
+    await env.run(token)
+    env.idp.docs[JWKS_URL] = jwks_doc("ec-1")  # rsa-1 rotated away
+    assert await env.caches[ISS].refresh()
+    assert await env.reason(token) is Reason.UNKNOWN_KEY
+
+
+async def test_a_cached_token_is_refused_when_keys_go_stale(env: Env) -> None:
+    token = sign()
+    await env.run(token)
+    env.idp.down = True
+    env.clock.t += 3601 + 1
+    assert await env.reason(token) is Reason.DEPENDENCY_UNAVAILABLE
+
+
+async def test_failures_are_not_cached(env: Env) -> None:
+    seen = _counting(env)
+    bad = tampered()
+    assert await env.reason(bad) is Reason.BAD_SIGNATURE
+    assert await env.reason(bad) is Reason.BAD_SIGNATURE
+    assert seen == ["miss", "miss"]
+
+
+async def test_the_cache_is_bounded(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.authn.oauth as oauth
+
+    monkeypatch.setattr(oauth, "VERIFIED_CACHE_ENTRIES", 3)
+    seen = _counting(env)
+    tokens = [sign(jti=str(i)) for i in range(5)]
+    for token in tokens:
+        await env.run(token)
+    await env.run(tokens[0])  # evicted: verified again
+    await env.run(tokens[4])  # still there
+    assert seen[-2:] == ["miss", "hit"]
+    assert len(env.auth._verified) == 3
