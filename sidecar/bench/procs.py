@@ -6,7 +6,6 @@ Blocking code: call it outside the event loop (the benchmark runs its loops one 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.server import AUTHZ_SERVICE
-from sidecar.testing.lifecycle import StopOnExit
+from sidecar.testing.lifecycle import StopOnExit, terminate
 
 _POLL_SECONDS = 0.05
 _PROBE_TIMEOUT_SECONDS = 0.5
@@ -141,12 +140,7 @@ class ServerProcess(StopOnExit):
                 self.peak_rss_kib = memory_kib(self.pid)
             except (OSError, KeyError):
                 self.peak_rss_kib = None
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(grace)
+            terminate(self._process, grace)
         if not self._log.closed:
             self._log.close()
         return self._process.returncode

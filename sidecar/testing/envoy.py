@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from string import Template
 from typing import IO
 
-from sidecar.testing.lifecycle import StopOnExit
+from sidecar.testing.lifecycle import StopOnExit, terminate
 
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "envoy-demo.yaml.tmpl"
 _POLL_SECONDS = 0.02
@@ -204,12 +203,7 @@ class EnvoyProcess(StopOnExit):
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait, then SIGKILL if needed; remove the temporary files. Idempotent."""
         if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout)
+            terminate(self._process, timeout)
         if not self._log.closed:
             self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL and wait again."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
 
 
 class StopOnExit:
