@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sidecar.server import AUTHZ_SERVICE
-from sidecar.testing.lifecycle import StopOnExit, terminate
+from sidecar.testing.lifecycle import StopOnExit, tail, terminate
 
 _POLL_SECONDS = 0.05
 _PROBE_TIMEOUT_SECONDS = 0.5
@@ -127,11 +127,7 @@ class ServerProcess(StopOnExit):
 
     def log_tail(self, lines: int = 30) -> str:
         self._log.flush()
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def stop(self, grace: float = 10.0) -> int | None:
         """Stop the server (idempotent); record its peak RSS first; return its exit code."""

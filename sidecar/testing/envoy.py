@@ -21,7 +21,7 @@ from pathlib import Path
 from string import Template
 from typing import IO
 
-from sidecar.testing.lifecycle import StopOnExit, terminate
+from sidecar.testing.lifecycle import StopOnExit, tail, terminate
 
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "envoy-demo.yaml.tmpl"
 _POLL_SECONDS = 0.02
@@ -194,11 +194,7 @@ class EnvoyProcess(StopOnExit):
     def log_tail(self, lines: int = 40) -> str:
         """The last lines Envoy wrote (standard output and error)."""
         self._log.flush()
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait, then SIGKILL if needed; remove the temporary files. Idempotent."""

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+
+def tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of a log file ("" when it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
