@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
 
 
 class Layer(enum.StrEnum):
@@ -130,8 +129,6 @@ _INFO: dict[Reason, _ReasonInfo] = {
     Reason.INTERNAL_ERROR: _ReasonInfo(500, _INTERNAL, "Internal authorization error."),
 }
 
-# Which layer a reason belongs to when raised without an explicit layer.
-AUTHN_REASONS = frozenset(r for r in Reason if r.http_status == 401)
 
 
 class Deny(Exception):
@@ -180,7 +177,6 @@ class Decision:
     operation: str | None = None
     trace: tuple[TraceStep, ...] = ()
     dry_run_overridden: bool = False  # the real decision was deny but dry_run allowed it
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def http_status(self) -> int:

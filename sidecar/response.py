@@ -20,7 +20,6 @@ from sidecar.decision import Decision, Reason
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
-METADATA_NAMESPACE_NOTE = "emitted by Envoy under envoy.filters.http.ext_authz"
 
 
 def _set(key: str, value: str) -> Any:

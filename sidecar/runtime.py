@@ -26,8 +26,8 @@ from sidecar.config import Config, ConfigError, load_config
 from sidecar.metrics import Metrics
 from sidecar.pipeline import Engine
 from sidecar.resolver import TargetResolver
-from sidecar.store.policy import PolicyError, load_policy
-from sidecar.store.refresher import SnapshotSource
+from sidecar.store.policy import PolicyError
+from sidecar.store.refresher import PolicyFileApplier, SnapshotSource
 from sidecar.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Runtime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._config_mtime = _mtime(config.path)
-        self._policy_mtime: float | None = None
+        self._policy: PolicyFileApplier | None = None
         self._secrets_generation = -1
         self._sync_jwks(config)
         self.engine = self._build_engine(config)
@@ -211,11 +211,14 @@ class Runtime:
         log.info("config reloaded", extra={"fields": {"generation": self.generation}})
         return True
 
-    async def _apply_policy_file(self, path: Path) -> bool:
-        self._policy_mtime = _mtime(path)
+    async def _apply_policy_file(self, path: Path, *, only_if_changed: bool = False) -> bool:
+        """Apply the config's policy file (also its bulk files) like `apply`; count the result."""
+        if self._policy is None or self._policy.path != path:
+            self._policy = PolicyFileApplier(self.store, path)
+        if only_if_changed and not self._policy.changed():
+            return True
         try:
-            policy = await asyncio.to_thread(load_policy, path)
-            changes = await asyncio.to_thread(self.store.apply, policy, dry_run=False)
+            changes = await asyncio.to_thread(self._policy.apply)
         except PolicyError as exc:
             self.metrics.reloads.labels(what="policy", result="failure").inc()
             log.error("policy file rejected", extra={"fields": {"problems": exc.problems}})
@@ -258,8 +261,8 @@ class Runtime:
                     self._config_mtime = mtime
                     await self.reload_config()
                 policy = self.config.policy_file
-                if policy is not None and _mtime(policy) != self._policy_mtime:
-                    await self._apply_policy_file(policy)
+                if policy is not None:
+                    await self._apply_policy_file(policy, only_if_changed=True)
                 # Secret files are re-read every tick, so a rotated (e.g. remounted Kubernetes)
                 # secret takes effect within a second; env vars cannot change under a process.
                 await self._sync_secrets(force=self._uses_secret_files())

@@ -333,3 +333,36 @@ def test_rotated_connect_secret_file_takes_effect_while_serving(tmp_path: Path) 
             assert status("old-writer-secret-0123456789abcdef") != 0
     finally:
         w.stop()
+
+
+def test_policy_file_changes_are_applied_while_serving(tmp_path: Path) -> None:
+    import shutil
+
+    from .world import FIXTURES, build_world
+
+    policy = tmp_path / "policy.yaml"
+    shutil.copy(FIXTURES / "policy.yaml", policy)
+    w = build_world(tmp_path / "w", policy_file=str(policy))
+    url, auth = f"{BASE}/object/89", {"authorization": ""}
+    try:
+        with SidecarThread(w.config, poll_seconds=0.1) as running:
+            port, http = running.serving.grpc_port, running.serving.http_port
+            auth["authorization"] = w.basic("acc-zed")
+            assert headers_of(call(port, "GET", url, auth))["x-assets-authz-reason"] == (
+                "role_missing"
+            )
+            text = policy.read_text().replace(
+                "viewer: {apps: [connect:com.example.reporting, oauth:svc-client]}",
+                "viewer: {users: [acc-zed], apps: [connect:com.example.reporting, "
+                "oauth:svc-client]}",
+            )
+            assert "acc-zed]" in text
+            policy.write_text(text)
+            assert _wait_for(lambda: call(port, "GET", url, auth).status.code == 0)
+            policy.write_text(text + "bogus: 1\n")  # rejected: the last good policy stays
+            assert _wait_for(lambda: metric(http_get(http, "/metrics")[1],
+                                            "assets_authz_reloads_total", what="policy",
+                                            result="failure") >= 1)
+            assert call(port, "GET", url, auth).status.code == 0
+    finally:
+        w.stop()
