@@ -191,7 +191,3 @@ class PolicyFileApplier:
         self._seen = after if after[:1] == before else None
         return changes
 
-
-def apply_policy_file(store: PolicyStore, path: Path) -> list[str]:
-    """Load and apply one policy file (idempotent: the same file twice changes nothing)."""
-    return store.apply(load_policy(path), dry_run=False)

@@ -13,7 +13,7 @@ import pytest
 from sidecar.decision import Deny, Reason
 from sidecar.store.model import Snapshot
 from sidecar.store.policy import PolicyError
-from sidecar.store.refresher import PolicyFileApplier, SnapshotSource, apply_policy_file
+from sidecar.store.refresher import PolicyFileApplier, SnapshotSource
 from sidecar.store.sqlite import SqliteStore, StoreError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -163,7 +163,7 @@ async def test_run_polls_until_stopped() -> None:
 
 async def test_with_a_real_store_a_mint_is_picked_up(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "state.db")
-    apply_policy_file(store, FIXTURES / "policy.yaml")
+    PolicyFileApplier(store, FIXTURES / "policy.yaml").apply()
     source = SnapshotSource(store, stale_max_seconds=300)
     await source.refresh()
     assert source.current().token_key == store.token_key
