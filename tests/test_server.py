@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -217,20 +219,30 @@ def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
         os.environ["ASSETS_AUTHZ_TEST_WRITER_SECRET"] = saved
 
 
-def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> None:
+def _serve_process(world: World, tmp_path: Path, extra: str = "") -> tuple[
+    subprocess.Popen[str], int, int
+]:
+    """`assets-authz serve` as a process of its own (signals, exit status, stderr logs)."""
     grpc_port, http_port = free_port(), free_port()
     config = tmp_path / "serve.yaml"
-    text = fresh_world.config_path.read_text()
+    text = world.config_path.read_text()
     text = text.replace("grpc: '127.0.0.1:0'", f"grpc: '127.0.0.1:{grpc_port}'")
     text = text.replace("http: '127.0.0.1:0'", f"http: '127.0.0.1:{http_port}'")
-    text = text.replace("store: sqlite:///state.db", f"store: sqlite:///{fresh_world.root}/state.db")
-    config.write_text(text + "shutdown_grace_seconds: 2\n")
+    text = text.replace("store: sqlite:///state.db", f"store: sqlite:///{world.root}/state.db")
+    config.write_text(text + extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidecar", "serve", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    if not _wait_for(lambda: http_get(http_port, "/readyz")[0] == 200, 20):
+        proc.kill()
+        raise AssertionError(proc.communicate()[1])
+    return proc, grpc_port, http_port
+
+
+def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> None:
+    proc, _, _ = _serve_process(fresh_world, tmp_path, "shutdown_grace_seconds: 2\n")
     try:
-        assert _wait_for(lambda: http_get(http_port, "/readyz")[0] == 200, 20), proc.stderr
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
     finally:
@@ -238,6 +250,82 @@ def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> No
             proc.kill()
     assert proc.returncode == 0, err
     assert "NOT_SERVING" in err
+
+
+class _SlowResolver(ThreadingHTTPServer):
+    """A live-resolution upstream that takes `delay` seconds to say object 7xx is of type 10."""
+
+    daemon_threads = True
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.asked = threading.Semaphore(0)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(inner) -> None:
+                self.asked.release()
+                time.sleep(self.delay)
+                body = b'{"objectTypeId": "10"}'
+                inner.send_response(200)
+                inner.send_header("content-type", "application/json")
+                inner.send_header("content-length", str(len(body)))
+                inner.end_headers()
+                inner.wfile.write(body)
+
+            def log_message(inner, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_sigterm_flips_health_at_once_and_finishes_in_flight_checks(
+    fresh_world: World, tmp_path: Path
+) -> None:
+    upstream = _SlowResolver(delay=1.5)
+    url = f"http://127.0.0.1:{upstream.server_address[1]}/resolve"
+    proc, port, _ = _serve_process(
+        fresh_world, tmp_path,
+        f"shutdown_grace_seconds: 8\nresolver: {{url: '{url}', timeout_ms: 5000}}\n",
+    )
+    auth = {"authorization": fresh_world.basic("acc-ann")}
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="envoy.service.auth.v3.Authorization"),
+            timeout=20,
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        in_flight = [
+            stub.Check.future(check_request(
+                "GET", f"{BASE}/object/{700 + i}", {**auth, "x-request-id": f"drain-{i}"}, None
+            ), timeout=20)
+            for i in range(8)
+        ]
+        for _ in in_flight:  # every Check is inside the sidecar, waiting on the resolver
+            assert upstream.asked.acquire(timeout=10)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        flipped = time.monotonic() - sent
+        assert flipped < 1.0, flipped  # long before the in-flight Checks can finish
+        results = [f.result() for f in in_flight]
+        _, err = proc.communicate(timeout=15)
+    finally:
+        channel.close()
+        upstream.shutdown()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert [r.status.code for r in results] == [0] * 8
+    logged = {
+        entry["request_id"]: entry for entry in map(json.loads, err.splitlines())
+        if entry.get("msg") == "decision"
+    }
+    for i in range(8):  # each drained Check also wrote its decision line before the exit
+        assert logged[f"drain-{i}"]["result"] == "allow"
+        assert logged[f"drain-{i}"]["latency_ms"] >= 1400
 
 
 def test_no_credential_ever_reaches_the_logs(

@@ -31,6 +31,7 @@ def test_the_kit_is_all_there() -> None:
         "kubernetes/deployment.yaml", "kubernetes/configmap.yaml", "istio/mesh-config.yaml",
         "istio/service-entry.yaml", "istio/authorization-policy.yaml",
         "prometheus/prometheus-rules.yaml", "prometheus/scrape-config.yaml",
+        "prometheus/podmonitor.yaml",
     } <= names
 
 
@@ -174,24 +175,24 @@ def test_istio_provider_is_fail_closed_and_matches_the_service_entry() -> None:
     assert policy["selector"]["matchLabels"].items() <= POD["metadata"]["labels"].items()
 
 
-DOCKERFILE = (DEPLOY / "container" / "Dockerfile").read_text()
+CONTAINERFILE = (DEPLOY / "container" / "Containerfile").read_text()
 
 
-def test_dockerfile_builds_a_non_root_sidecar_image() -> None:
-    assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.M) == ["python:3.11-slim"] * 2
-    (user,) = re.findall(r"^USER (\S+)", DOCKERFILE, re.M)
+def test_containerfile_builds_a_non_root_sidecar_image() -> None:
+    assert re.findall(r"^FROM (\S+)", CONTAINERFILE, re.M) == ["python:3.11-slim"] * 2
+    (user,) = re.findall(r"^USER (\S+)", CONTAINERFILE, re.M)
     assert user.split(":")[0] not in {"0", "root"}
-    assert re.search(r"^EXPOSE 9191 9192$", DOCKERFILE, re.M)
-    assert 'ENTRYPOINT ["assets-authz"]' in DOCKERFILE
-    assert 'CMD ["serve", "--config", "/etc/assets-authz/config.yaml"]' in DOCKERFILE
+    assert re.search(r"^EXPOSE 9191 9192$", CONTAINERFILE, re.M)
+    assert 'ENTRYPOINT ["assets-authz"]' in CONTAINERFILE
+    assert 'CMD ["serve", "--config", "/etc/assets-authz/config.yaml"]' in CONTAINERFILE
 
 
-def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
-    ignore = (DEPLOY / "container" / "Dockerfile.dockerignore").read_text().splitlines()
+def test_ignore_file_keeps_what_the_containerfile_copies() -> None:
+    ignore = (DEPLOY / "container" / "Containerfile.dockerignore").read_text().splitlines()
     kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     copied = {
         src.rstrip("/")
-        for line in re.findall(r"^COPY (?!--)(.+)$", DOCKERFILE, re.M)
+        for line in re.findall(r"^COPY (?!--)(.+)$", CONTAINERFILE, re.M)
         for src in line.split()[:-1]
     }
     assert "*" in ignore and copied and copied <= kept
@@ -209,3 +210,16 @@ def test_prometheus_scrapes_the_sidecar_port() -> None:
     assert str(port["containerPort"]) == POD["metadata"]["annotations"]["prometheus.io/port"]
     for rule_file in scrape["rule_files"]:
         assert (DEPLOY / "prometheus" / rule_file).is_file()
+
+
+def test_podmonitor_scrapes_the_sidecar_port_of_the_api_pods() -> None:
+    (monitor,) = load_all(DEPLOY / "prometheus" / "podmonitor.yaml")
+    assert monitor["kind"] == "PodMonitor"
+    spec = monitor["spec"]
+    assert spec["selector"]["matchLabels"].items() <= POD["metadata"]["labels"].items()
+    (endpoint,) = spec["podMetricsEndpoints"]
+    (port,) = [p for p in SIDECAR["ports"] if p["name"] == endpoint["port"]]
+    assert str(port["containerPort"]) == POD["metadata"]["annotations"]["prometheus.io/port"]
+    assert endpoint["path"] == POD["metadata"]["annotations"]["prometheus.io/path"]
+    namespace = OBJECTS[("Namespace", "assets")]["metadata"]["name"]
+    assert monitor["metadata"]["namespace"] == namespace
