@@ -14,6 +14,7 @@ from sidecar.testing.envoy import DEMO_TEMPLATE, find_envoy, render_demo_config
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = REPO / "deploy" / "envoy" / "envoy.yaml"
+FRONT_PROXY = REPO / "deploy" / "envoy" / "front-proxy.yaml"
 K8S_ENVOY = REPO / "deploy" / "kubernetes" / "configmap-envoy.yaml"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 
@@ -46,6 +47,92 @@ def test_envoy_validates(name: str, tmp_path: Path) -> None:
     result = validate(CONFIGS[name](), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for the configs that name TLS files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "assets-api.internal")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return cert_path, key_path
+
+
+def front_proxy_text(tmp_path: Path) -> str:
+    """The front proxy with its TLS file names pointed at a throwaway certificate."""
+    cert, key = self_signed(tmp_path)
+    text = FRONT_PROXY.read_text(encoding="utf-8")
+    for path, replacement in [("/etc/envoy/tls/tls.crt", cert), ("/etc/envoy/tls/tls.key", key),
+                              ("/etc/ssl/certs/ca-certificates.crt", cert)]:
+        assert path in text
+        text = text.replace(path, str(replacement))
+    return text
+
+
+def test_front_proxy_validates(tmp_path: Path) -> None:
+    result = validate(front_proxy_text(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_front_proxy_is_the_first_hop_and_buffers_bodies_only_where_needed() -> None:
+    config = yaml.safe_load(FRONT_PROXY.read_text())
+    hcm = _hcm(config)
+    assert hcm["use_remote_address"] is True and hcm["xff_num_trusted_hops"] == 0
+    assert hcm["preserve_external_request_id"] is False
+    ext = _ext_authz(config)
+    assert ext["failure_mode_allow"] is False and ext["status_on_error"] == {"code": 503}
+    assert "with_request_body" not in ext
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    buffered = [r for r in routes if "typed_per_filter_config" in r]
+    for route in buffered:
+        settings = route["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]
+        assert settings["with_request_body"] == {
+            "max_request_bytes": 65536, "allow_partial_message": True, "pack_as_bytes": True,
+        }
+    assert body_routes_match_the_operations_that_read_the_body(buffered)
+    (upstream,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "assets_api"]
+    assert upstream["transport_socket"]["typed_config"]["sni"] == "assets-api.internal"
+
+
+def body_routes_match_the_operations_that_read_the_body(routes: list[dict[str, Any]]) -> bool:
+    """The routes' path regexes and method matches select exactly the body-target operations."""
+    from sidecar.operations.table import ROUTES, TargetKind
+
+    matchers = []
+    for route in routes:
+        (method,) = route["match"]["headers"]
+        assert method["name"] == ":method"
+        matchers.append((re.compile(route["match"]["safe_regex"]["regex"]),
+                         re.compile(method["string_match"]["safe_regex"]["regex"])))
+    body_kinds = {TargetKind.BODY_TYPE, TargetKind.BODY_SCHEMA, TargetKind.CONFIG_WRITE}
+    checked = 0
+    for prefix in ("/jsm/assets/workspace/ws-1/v1", "/gateway/api/jsm/assets/workspace/w/v1"):
+        for spec in ROUTES:
+            path = prefix + re.sub(r"\{\w*\}", "42", spec.pattern).replace("/**", "/x")
+            methods = ["GET", "POST", "PUT", "DELETE"] if spec.method == "*" else [spec.method]
+            for m in methods:
+                buffered = any(p.fullmatch(path) and mr.fullmatch(m) for p, mr in matchers)
+                assert buffered == (spec.operation.target in body_kinds), (m, path)
+                checked += buffered
+    return checked == 2 * 5
 
 
 def test_validation_catches_a_broken_config(tmp_path: Path) -> None:
