@@ -26,7 +26,7 @@ from sidecar.explain import check_request
 from sidecar.testing.ports import free_port
 from sidecar.testing.running import SidecarThread
 
-from .world import World
+from .world import SECRETS, World
 
 BASE = "/jsm/assets/workspace/ws-1/v1"
 
@@ -338,7 +338,7 @@ def test_no_credential_ever_reaches_the_logs(
     ctr = world.container_tokens["is-1"]
     connect = world.connect("GET", f"{BASE}/object/88")
     basic = world.basic("acc-ann").split(" ", 1)[1]
-    secrets = [api, oauth, ctr, connect, basic]
+    secrets = [api, oauth, ctr, connect, basic, *SECRETS.values()]
     attempts = [
         api, f"Bearer\t{oauth}", f"Basic\t{basic}", f"JWT{connect}", f"Bearer {ctr}x",
         f"Bearer {oauth}x", f"Basic {basic}=", f"Token {api}", f"Bearer {ctr} extra",
