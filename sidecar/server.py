@@ -33,10 +33,28 @@ AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # bodies Envoy buffers can exceed gRPC's 4 MiB default
 DEADLINE_MARGIN_SECONDS = 0.005  # answer (deny) before Envoy's own timeout turns it into an error
 DEFAULT_BUDGET_SECONDS = 5.0  # when Envoy sends no deadline
+_NEVER_MS = 2**31 - 1  # INT_MAX: gRPC core reads it as "infinite" for *_ms channel args
 GRPC_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # a second sidecar on the same port must fail, not share it
+    # Envoy keeps its HTTP/2 connections (one per worker) open for as long as Checks come and,
+    # with `connection_keepalive`, pings them every interval whether or not a Check is in flight.
+    # gRPC core's default ping policy takes such pings for abuse and answers
+    # GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"), which fails any Check still on the
+    # connection. Accept Envoy's pings instead:
+    # - a connection without a Check in flight is the normal state between requests; without
+    #   this, pings on it must be 2 hours apart;
+    ("grpc.keepalive_permit_without_calls", 1),
+    # - pings 1 s or more apart are never "too early" (the default is 5 minutes);
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    # - and earlier ones (a delayed ping followed by a punctual one) never end in a GOAWAY:
+    #   the only client is the local Envoy, and a dead connection is its keepalive's job.
+    ("grpc.http2.max_ping_strikes", 0),
+    # Never retire a connection for age or idleness (gRPC core's defaults, set here so they
+    # stay that way): Envoy would reconnect, but a GOAWAY racing a Check can fail it.
+    ("grpc.max_connection_idle_ms", _NEVER_MS),
+    ("grpc.max_connection_age_ms", _NEVER_MS),
 ]
 
 

@@ -21,9 +21,13 @@ from pathlib import Path
 from string import Template
 from typing import IO
 
+import yaml
+
 from sidecar.testing.lifecycle import StopOnExit, tail, terminate
 
 DEMO_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "envoy-demo.yaml.tmpl"
+AUTHZ_CLUSTER = "assets_authz"
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _POLL_SECONDS = 0.02
 _ADMIN_TIMEOUT_SECONDS = 2.0
 
@@ -57,12 +61,19 @@ def find_envoy() -> Path:
 
 
 def render_demo_config(
-    listen_port: int, admin_port: int, authz_port: int, upstream_port: int
+    listen_port: int,
+    admin_port: int,
+    authz_port: int,
+    upstream_port: int,
+    *,
+    keepalive_interval_seconds: float | None = None,
 ) -> str:
     """Fill the ports into deploy/envoy/envoy-demo.yaml.tmpl.
 
     Port 0 lets Envoy pick for the listener and the admin; read them back with
-    `EnvoyProcess.listener_port()` and `EnvoyProcess.admin_port`.
+    `EnvoyProcess.listener_port()` and `EnvoyProcess.admin_port`. `keepalive_interval_seconds`
+    replaces the interval of the HTTP/2 keepalive pings Envoy sends the sidecar (tests that
+    need many pings in a few seconds).
     """
     ports = {
         "LISTEN_PORT": listen_port,
@@ -74,7 +85,18 @@ def render_demo_config(
         if not 0 <= port <= 65535:
             raise ValueError(f"{name}: {port} is not a TCP port")
     template = Template(DEMO_TEMPLATE.read_text(encoding="utf-8"))
-    return template.substitute({name: str(port) for name, port in ports.items()})
+    text = template.substitute({name: str(port) for name, port in ports.items()})
+    if keepalive_interval_seconds is None:
+        return text
+    if not keepalive_interval_seconds > 0:
+        raise ValueError(f"keepalive interval: {keepalive_interval_seconds} is not positive")
+    config = yaml.safe_load(text)
+    (authz,) = (c for c in config["static_resources"]["clusters"] if c["name"] == AUTHZ_CLUSTER)
+    http2 = authz["typed_extension_protocol_options"][_HTTP_OPTIONS]["explicit_http_config"][
+        "http2_protocol_options"
+    ]
+    http2["connection_keepalive"]["interval"] = f"{keepalive_interval_seconds:g}s"
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 class EnvoyProcess(StopOnExit):
