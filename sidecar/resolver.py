@@ -121,7 +121,9 @@ class TargetResolver:
         self._cache: OrderedDict[tuple[str, str, str], tuple[float, Resolved | None]] = (
             OrderedDict()
         )
-        self._inflight: dict[tuple[str, str, str], asyncio.Future[Resolved | None]] = {}
+        # One task per id being asked: owned by no caller, so a cancelled Check never cancels
+        # or orphans a lookup others are waiting on; each entry leaves when its task finishes.
+        self._inflight: dict[tuple[str, str, str], asyncio.Task[Resolved | None]] = {}
 
     async def lookup(self, kind: str, ident: str, workspace: str) -> Resolved | None:
         key = (kind, ident, workspace)
@@ -131,25 +133,37 @@ class TargetResolver:
             self._count("hit")
             return hit[1]
         self._count("miss")
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Resolved | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._resolve(key, now))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        # _ask bounds the task itself; this bounds each caller's wait even if a fetch
+        # ignores cancellation. Cancelling a caller cancels only its shield, never the task.
         try:
-            value = await self._ask(kind, ident, workspace)
-        except Deny as deny:
-            future.set_exception(deny)
-            future.exception()  # retrieved: waiters get it, nobody else must
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        future.set_result(value)
+            async with asyncio.timeout(self._timeout + 0.1):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            raise Deny(Reason.DEPENDENCY_UNAVAILABLE, "resolver: TimeoutError") from None
+
+    @property
+    def _timeout(self) -> float:
+        return self.config.timeout_ms / 1000
+
+    async def _resolve(self, key: tuple[str, str, str], now: float) -> Resolved | None:
+        """Ask the upstream once and cache the answer ("not found" too; failures are not)."""
+        value = await self._ask(*key)
         self._cache[key] = (now + self.config.cache_ttl_seconds, value)
         self._cache.move_to_end(key)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
         return value
+
+    def _finished(self, key: tuple[str, str, str], task: asyncio.Task[Resolved | None]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: callers may all be gone
 
     def _count(self, result: str) -> None:
         if self._on_cache is not None:
@@ -158,7 +172,7 @@ class TargetResolver:
     async def _ask(self, kind: str, ident: str, workspace: str) -> Resolved | None:
         query = urlencode({"kind": kind, "id": ident, "workspaceId": workspace})
         url = f"{self.config.url}{'&' if '?' in self.config.url else '?'}{query}"
-        timeout = self.config.timeout_ms / 1000
+        timeout = self._timeout
         try:
             status, body = await asyncio.wait_for(self._fetch(url, timeout), timeout + 0.05)
         except (TimeoutError, OSError) as exc:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import http.client
 import json
 from dataclasses import replace
 
 import pytest
 
 from sidecar.config import ResolverConfig
-from sidecar.decision import Reason
+from sidecar.decision import Deny, Reason
 from sidecar.resolver import TargetResolver
 
 from .test_pipeline import bearer, decide, engine, req
@@ -123,6 +125,93 @@ async def test_concurrent_misses_share_one_call() -> None:
     results = await asyncio.gather(*(r.lookup("object", "777", "ws-1") for _ in range(5)))
     assert all(x is not None for x in results)
     assert len(up.calls) == 1
+
+
+async def test_waiter_answered_when_the_first_caller_is_cancelled() -> None:
+    # Before: the lookup ran in the first caller's coroutine; cancelling it left the waiter
+    # on a future nobody would ever resolve, so it hung until its deadline (spurious 503).
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=0.1)
+    r = resolver(up)
+    first = asyncio.create_task(r.lookup("object", "777", "ws-1"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(r.lookup("object", "777", "ws-1"))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    found = await asyncio.wait_for(second, 0.5)
+    assert found is not None and found.type_id == "10"
+    assert first.cancelled()
+    assert len(up.calls) == 1
+    assert r._inflight == {}
+
+
+async def _settle(r: TargetResolver) -> None:
+    """Wait until no shared lookup is in flight (bounded)."""
+    async with asyncio.timeout(1):
+        while r._inflight:
+            await asyncio.sleep(0.01)
+
+
+async def test_lookup_outlives_its_cancelled_callers_and_is_cached() -> None:
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=0.05)
+    r = resolver(up)
+    callers = [asyncio.create_task(r.lookup("object", "777", "ws-1")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    assert all(c.cancelled() for c in callers)
+    await _settle(r)
+    found = await r.lookup("object", "777", "ws-1")
+    assert found is not None and found.type_id == "10"
+    assert len(up.calls) == 1
+    assert r._inflight == {}
+
+
+async def test_failed_lookup_of_cancelled_callers_is_retrieved_and_not_cached() -> None:
+    up = FakeUpstream({"id=777": (500, {})}, delay=0.05)
+    r = resolver(up)
+    unhandled: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: unhandled.append(ctx))
+    caller = asyncio.create_task(r.lookup("object", "777", "ws-1"))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    await _settle(r)
+    gc.collect()
+    assert unhandled == []  # no "Task exception was never retrieved"
+    with pytest.raises(Deny) as denied:
+        await r.lookup("object", "777", "ws-1")
+    assert denied.value.reason is Reason.DEPENDENCY_UNAVAILABLE
+    assert len(up.calls) == 2  # failures are asked again, not cached
+    assert r._inflight == {}
+
+
+async def test_unexpected_fetch_error_reaches_every_waiter() -> None:
+    # Before: only Deny was handed to waiters; any other error left them hanging.
+    async def broken(url: str, timeout: float) -> tuple[int, bytes]:
+        await asyncio.sleep(0.02)
+        raise http.client.BadStatusLine("garbage")
+
+    r = TargetResolver(ResolverConfig(url="http://127.0.0.1:1/resolve", timeout_ms=100,
+                                      cache_ttl_seconds=60), clock=Clock(), fetch=broken)
+    results = await asyncio.wait_for(asyncio.gather(
+        *(r.lookup("object", "777", "ws-1") for _ in range(3)), return_exceptions=True), 0.5)
+    assert all(isinstance(x, http.client.BadStatusLine) for x in results)
+    assert r._inflight == {}
+
+
+async def test_every_waiter_is_bounded_by_the_timeout() -> None:
+    up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=5.0)
+    r = resolver(up, timeout_ms=20)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(
+        *(r.lookup("object", "777", "ws-1") for _ in range(3)), return_exceptions=True
+    )
+    assert loop.time() - started < 1
+    assert all(isinstance(x, Deny) and x.reason is Reason.DEPENDENCY_UNAVAILABLE for x in results)
+    assert len(up.calls) == 1
+    assert r._inflight == {}
 
 
 async def test_real_http_redirect_is_not_followed() -> None:
