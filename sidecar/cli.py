@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from sidecar import __version__
 from sidecar.authn.secrets import SecretUnavailable, read_installation_secret
-from sidecar.config import Config, ConfigError, load_config
+from sidecar.config import Config, ConfigError, config_warnings, load_config
 from sidecar.store.model import Installation, TokenRecord
 from sidecar.store.policy import Policy, PolicyError, load_policy
 from sidecar.store.sqlite import SqliteStore, StoreError, TokenError, preview_apply
@@ -79,6 +79,8 @@ def _check_config(args: argparse.Namespace) -> int:
     if config is None:
         return FAILED
     print(f"{config.path}: ok")
+    for warning in config_warnings(config):
+        _err(f"warning: {warning}")
     if config.policy_file is not None:
         policy = _policy(str(config.policy_file))
         if policy is None:

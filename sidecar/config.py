@@ -17,6 +17,10 @@ ALLOWED_OAUTH_ALGORITHMS = frozenset(
 )
 
 
+MIN_JWKS_REFRESH_SECONDS = 1.0
+MIN_UNKNOWN_KID_REFETCH_SECONDS = 0.1
+
+
 class ConfigError(Exception):
     """The configuration is invalid; `problems` lists every problem with its key."""
 
@@ -255,6 +259,17 @@ def _issuer(r: _Reader, raw: Any, where: str) -> Issuer | None:
             d, where, "jwks_stale_max_seconds", _nonneg, defaults.jwks_stale_max_seconds
         ),
     )
+    if result.jwks_refresh_seconds < MIN_JWKS_REFRESH_SECONDS:
+        r.problems.append(
+            f"{where}.jwks_refresh_seconds: must be at least {MIN_JWKS_REFRESH_SECONDS:g} "
+            "(a shorter interval fetches the issuer's keys without pause)"
+        )
+    if result.unknown_kid_refetch_seconds < MIN_UNKNOWN_KID_REFETCH_SECONDS:
+        r.problems.append(
+            f"{where}.unknown_kid_refetch_seconds: must be at least "
+            f"{MIN_UNKNOWN_KID_REFETCH_SECONDS:g} (the refetch for an unseen kid must stay "
+            "rate-limited: anyone can send a token with a made-up kid)"
+        )
     if result.jwks_stale_max_seconds < result.jwks_refresh_seconds:
         r.problems.append(
             f"{where}.jwks_stale_max_seconds: must be at least jwks_refresh_seconds "
@@ -439,3 +454,15 @@ def _with_path(config: Config, path: Path) -> Config:
     from dataclasses import replace
 
     return replace(config, path=path)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Valid but risky settings, for `check-config` and the start-up log."""
+    warnings = []
+    for i, issuer in enumerate(config.oauth.issuers):
+        if not issuer.audiences:
+            warnings.append(
+                f"oauth.issuers[{i}] ({issuer.issuer}): no audiences, so the audience check is "
+                "off and a token this issuer made for any other API is accepted"
+            )
+    return warnings

@@ -175,6 +175,9 @@ class Runtime:
         path = self.config.path
         if path is None:
             return False
+        # Remember what is being read, so the watcher does not load the same edit again after
+        # a SIGHUP (and an edit made while loading is still seen on its next tick).
+        self._config_mtime = _mtime(path)
         try:
             new = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from sidecar import __version__
-from sidecar.config import Config, ConfigError, load_config
+from sidecar.config import Config, ConfigError, config_warnings, load_config
 from sidecar.decision import Decision, Deny, Reason
 from sidecar.logs import DecisionLogger, setup_logging
 from sidecar.metrics import Metrics
@@ -130,6 +130,7 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):  # typ
             auth_type=real.auth_type,
         ).inc()
         m.check_duration.labels(result=real.result).observe(elapsed)
+        self.decision_log.sample_rate = config.log.allow_sample_rate  # follows config reloads
         self.decision_log.log(final, request_id=http.request_id if http else "", latency_s=elapsed)
         return response
 
@@ -178,6 +179,8 @@ async def serve(
     metrics = Metrics()
     runtime = Runtime(config, metrics, poll_seconds=poll_seconds)
     await runtime.start()
+    for warning in config_warnings(config):
+        log.warning(warning)
     if config.dry_run:
         log.warning("DRY RUN: every decision is logged and counted, but all requests are allowed")
 

@@ -52,6 +52,17 @@ def test_check_config_ok(workdir: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert not (workdir / "state.db").exists()  # checking never creates the store
 
 
+def test_check_config_warns_about_an_issuer_without_audiences(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = workdir / "config.yaml"
+    config.write_text(CONFIG + "oauth: {issuers: [{issuer: 'https://i', jwks_uri: 'https://i/j'}]}\n")
+    code, out, err = run(capsys, "check-config", "--config", str(config))
+    assert code == 0
+    assert out.splitlines() == [f"{config}: ok"]
+    assert "warning: oauth.issuers[0] (https://i): no audiences" in err
+
+
 def test_check_config_lists_every_config_problem(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -77,6 +77,16 @@ def test_absolute_sqlite_url(tmp_path: Path) -> None:
                                      {"issuer": "https://i", "jwks_uri": "https://i/k"}]}),
             "oauth.issuers[1].issuer: duplicate",
         ),
+        (
+            with_(oauth={"issuers": [{"issuer": "https://i", "jwks_uri": "https://i/j",
+                                      "jwks_refresh_seconds": 0}]}),
+            "oauth.issuers[0].jwks_refresh_seconds: must be at least 1",
+        ),
+        (
+            with_(oauth={"issuers": [{"issuer": "https://i", "jwks_uri": "https://i/j",
+                                      "unknown_kid_refetch_seconds": 0}]}),
+            "oauth.issuers[0].unknown_kid_refetch_seconds: must be at least 0.1",
+        ),
         (with_(connect={"leeway_seconds": -1}), "connect.leeway_seconds: invalid value"),
         (with_(connect={"qsh_strip_prefixes": ["jira"]}), "connect.qsh_strip_prefixes[0]"),
         (with_(api_tokens={"enabled": "yes"}), "api_tokens.enabled: invalid value"),
@@ -130,3 +140,14 @@ def test_load_config_resolves_relative_store(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.store_path == tmp_path / "s.db"
     assert cfg.path == path
+
+
+def test_an_issuer_without_audiences_is_valid_but_warned_about(tmp_path: Path) -> None:
+    from sidecar.config import config_warnings
+
+    issuers = [{"issuer": "https://a", "jwks_uri": "https://a/j", "audiences": ["api"]},
+               {"issuer": "https://b", "jwks_uri": "https://b/j"}]
+    config = parse_config(with_(oauth={"issuers": issuers}), base=tmp_path)
+    (warning,) = config_warnings(config)
+    assert warning.startswith("oauth.issuers[1] (https://b): no audiences")
+    assert config_warnings(parse_config(MINIMAL, base=tmp_path)) == []

@@ -192,6 +192,47 @@ def test_config_reload_rejects_invalid_and_applies_valid(
                   reason="missing_credential") >= 2
 
 
+async def test_an_edit_followed_by_sighup_is_loaded_once(fresh_world: World) -> None:
+    import asyncio
+
+    from sidecar.metrics import Metrics
+    from sidecar.runtime import Runtime
+
+    runtime = Runtime(fresh_world.config, Metrics(), poll_seconds=0.1)
+    await runtime.start()
+    try:
+        path = fresh_world.config_path
+        path.write_text(path.read_text() + "dry_run: true\n")
+        assert await runtime.reload_config()  # what SIGHUP does, before the watcher's next tick
+        await asyncio.sleep(2.5)  # two ticks of the file watcher
+        assert runtime.generation == 2  # was 3: the watcher loaded the same edit again
+        assert runtime.config.dry_run
+    finally:
+        await runtime.stop()
+
+
+def test_allow_sample_rate_follows_a_reload(
+    own_sidecar: SidecarThread, fresh_world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    http, grpc_port = own_sidecar.serving.http_port, own_sidecar.serving.grpc_port
+    auth = {"authorization": fresh_world.basic("acc-ann")}
+    caplog.set_level("INFO", logger="assets_authz.decision")
+
+    def logged_allows() -> int:
+        return sum(1 for r in caplog.records
+                   if r.name == "assets_authz.decision" and r.fields["result"] == "allow")
+
+    assert call(grpc_port, "GET", f"{BASE}/object/88", auth).status.code == 0
+    assert logged_allows() == 1  # the world logs every allow
+    path = fresh_world.config_path
+    path.write_text(path.read_text().replace("allow_sample_rate: 1.0", "allow_sample_rate: 0.0"))
+    assert _wait_for(lambda: metric(http_get(http, "/metrics")[1],
+                                    "assets_authz_config_generation") == 2)
+    for _ in range(20):
+        assert call(grpc_port, "GET", f"{BASE}/object/88", auth).status.code == 0
+    assert logged_allows() == 1
+
+
 def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
     saved = os.environ.pop("ASSETS_AUTHZ_TEST_WRITER_SECRET")
     try:

@@ -95,11 +95,13 @@ class SecretSource:
                 secrets[inst.client_key] = read_installation_secret(inst, self._environ)
             except SecretUnavailable as exc:
                 problems[inst.client_key] = str(exc)
-                log.warning(
-                    "shared secret of Connect installation %s is unavailable: %s",
-                    inst.client_key,
-                    exc,
-                )
+                # Re-read every second while secret files are in use: warn once per change.
+                if self._loaded.problems.get(inst.client_key) != str(exc):
+                    log.warning(
+                        "shared secret of Connect installation %s is unavailable: %s",
+                        inst.client_key,
+                        exc,
+                    )
         self._loaded = _Loaded(MappingProxyType(secrets), MappingProxyType(problems))
 
     async def reload_async(self, installations: Iterable[Installation]) -> None:

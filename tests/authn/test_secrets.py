@@ -144,3 +144,24 @@ async def test_reload_async_runs_the_same_reload(tmp_path: Path) -> None:
     source = SecretSource()
     await source.reload_async(iter([_inst("a", file=path)]))
     assert source.secret_for("a") == b"async"
+
+
+def test_an_unavailable_secret_is_warned_about_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s"  # missing
+    installations = [_inst("f", file=path)]
+    with caplog.at_level(logging.WARNING):
+        source = SecretSource(installations)
+        for _ in range(5):  # the runtime re-reads secret files every second
+            source.reload(installations)
+        assert len(caplog.records) == 1
+        path.write_bytes(b"")  # a different problem: warned again
+        source.reload(installations)
+        source.reload(installations)
+        assert len(caplog.records) == 2
+        path.write_bytes(b"fixed")
+        source.reload(installations)
+        path.unlink()  # missing again after being fine: warned again
+        source.reload(installations)
+        assert len(caplog.records) == 3
