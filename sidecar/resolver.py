@@ -16,6 +16,7 @@ Anything else (timeout, 5xx, bad JSON) denies with `dependency_unavailable`, nev
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -175,7 +176,7 @@ class TargetResolver:
         timeout = self._timeout
         try:
             status, body = await asyncio.wait_for(self._fetch(url, timeout), timeout + 0.05)
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:  # incl. broken HTTP
             raise Deny(Reason.DEPENDENCY_UNAVAILABLE, f"resolver: {type(exc).__name__}") from None
         if status == 404:
             return None

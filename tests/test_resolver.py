@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import http.client
 import json
 from dataclasses import replace
 
@@ -190,13 +189,13 @@ async def test_unexpected_fetch_error_reaches_every_waiter() -> None:
     # Before: only Deny was handed to waiters; any other error left them hanging.
     async def broken(url: str, timeout: float) -> tuple[int, bytes]:
         await asyncio.sleep(0.02)
-        raise http.client.BadStatusLine("garbage")
+        raise RuntimeError("a bug in the fetch")
 
     r = TargetResolver(ResolverConfig(url="http://127.0.0.1:1/resolve", timeout_ms=100,
                                       cache_ttl_seconds=60), clock=Clock(), fetch=broken)
     results = await asyncio.wait_for(asyncio.gather(
         *(r.lookup("object", "777", "ws-1") for _ in range(3)), return_exceptions=True), 0.5)
-    assert all(isinstance(x, http.client.BadStatusLine) for x in results)
+    assert all(isinstance(x, RuntimeError) for x in results)
     assert r._inflight == {}
 
 
@@ -246,3 +245,27 @@ async def test_real_http_redirect_is_not_followed() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_a_broken_http_answer_is_dependency_unavailable() -> None:
+    """A real fetch against a server that speaks no valid HTTP (was: internal_error)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 abc nonsense\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    cfg = ResolverConfig(url=f"http://127.0.0.1:{listener.getsockname()[1]}/resolve",
+                         timeout_ms=2000, cache_ttl_seconds=60)
+    try:
+        d = await decide(req("GET", f"{BASE}/object/777", bearer("ann")),
+                         with_resolver(TargetResolver(cfg, clock=Clock())))
+    finally:
+        listener.close()
+    assert d.reason is Reason.DEPENDENCY_UNAVAILABLE, d.detail
