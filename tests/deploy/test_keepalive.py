@@ -13,7 +13,7 @@ from sidecar.testing.envoy import render_demo_config
 from .test_envoy_validate import CONFIGS, _cluster
 
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-SIDECAR_CONFIGS = ["production", "demo template", "kubernetes configmap"]
+SIDECAR_CONFIGS = ["production", "demo template", "kubernetes configmap", "front proxy"]
 
 
 def keepalive(config: dict[str, Any]) -> dict[str, str]:

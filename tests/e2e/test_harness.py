@@ -183,10 +183,17 @@ def _big_body(reply: Reply, authz: Authz) -> None:
     assert check_headers(authz)["x-envoy-auth-partial-body"] == "true"
 
 
+def _body_not_buffered(reply: Reply, authz: Authz) -> None:
+    http_attrs = authz.servicer.seen[-1].attributes.request.http
+    assert http_attrs.raw_body == b"" and http_attrs.body == ""
+    assert "x-envoy-auth-partial-body" not in check_headers(authz)
+
+
 def _underscore_rejected(reply: Reply, authz: Authz) -> None:
     assert authz.servicer.seen == [], "Envoy refuses it before any check"
 
 
+BODY_BASE = "/jsm/assets/workspace/ws-1/v1"
 CASES = [
     Case("allowed request reaches the upstream with the added header",
          "/hello/world?x=1&y=%2F", 200, _allowed),
@@ -201,11 +208,18 @@ CASES = [
          _direct_by_header_denied, headers={"x-bench-direct": "1"}),
     Case("the path reaches the check and the upstream as sent (no normalisation)",
          "/a/../b//c%2Fd;p", 200, _path_as_sent),
-    Case("small body: exact bytes in raw_body", "/object/create", 200, _small_body,
+    Case("small body: exact bytes in raw_body", f"{BODY_BASE}/object/create", 200, _small_body,
          method="POST", body=b'{"objectTypeId":"10","\xff":1}',
          headers={"content-type": "application/json"}),
     Case("body over the buffer: sent partial (not 413) for the server to judge",
-         "/object/create", 200, _big_body, method="POST", body=b"x" * 70000),
+         f"{BODY_BASE}/object/create", 200, _big_body, method="POST", body=b"x" * 70000),
+    Case("the body is buffered under the gateway base path too",
+         f"/gateway/api{BODY_BASE}/config/statustype/7", 200, _small_body,
+         method="PUT", body=b'{"objectTypeId":"10","\xff":1}'),
+    Case("routes whose operations do not read the body stream it unchecked",
+         f"{BODY_BASE}/object/89", 200, _body_not_buffered, method="PUT", body=b"{}" * 1000),
+    Case("a body route needs POST or PUT to buffer", f"{BODY_BASE}/object/create", 200,
+         _body_not_buffered, method="PATCH", body=b"{}"),
     Case("header names with underscores are refused by Envoy", "/hello", 400,
          _underscore_rejected, headers={"x_assets_account_id": "acc-admin"}),
 ]
