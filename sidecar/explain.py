@@ -24,6 +24,7 @@ from sidecar.metrics import Metrics
 from sidecar.response import build_response
 from sidecar.runtime import Runtime
 from sidecar.server import DEFAULT_BUDGET_SECONDS, decide_check
+from sidecar.store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ def run_cli(
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"explain: store unusable: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0

@@ -26,6 +26,7 @@ from sidecar.pipeline import Engine, new_decision_id
 from sidecar.request import HttpRequest, from_check_request
 from sidecar.response import build_deny, build_response
 from sidecar.runtime import Runtime
+from sidecar.store.sqlite import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,11 @@ def run(config_path: str) -> int:
         for problem in exc.problems:
             log.error("%s: %s", exc.source, problem)
         return 1
-    return asyncio.run(serve(config))
+    try:
+        return asyncio.run(serve(config))
+    except StoreError as exc:  # the store cannot be opened at start: nothing to serve from
+        log.error("store unusable, not starting", extra={"fields": {"error": str(exc)}})
+        return 1
 
 
 __all__ = ["AuthorizationService", "apply_dry_run", "decide_check", "external_auth_pb2", "run"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +361,23 @@ def test_check_config_warns_about_unreadable_connect_secrets(
     monkeypatch.setenv("REPORTING_SHARED_SECRET", "s3cr3t-value-" * 4)
     code, _, err = run(capsys, "check-config", "--config", str(config))
     assert code == 0 and "warning" not in err
+
+
+def test_serve_and_explain_refuse_an_unusable_store_without_a_traceback(
+    applied: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(applied / "config.yaml")
+    code, _, _ = run(capsys, "token", "create", "api", "--config", config,
+                     "--account-id", "acc-ann")
+    assert code == 0
+    (applied / "state.db.key").unlink()  # tokens exist, their key is gone
+    code, out, err = run(capsys, "explain", "--config", config, "--method", "GET", "--path", "/x")
+    assert (code, out) == (1, "")
+    assert err.startswith("explain: store unusable: ") and "Traceback" not in err
+    assert "key file is missing" in err
+    proc = subprocess.run([sys.executable, "-m", "sidecar", "serve", "--config", config],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = [json.loads(x) for x in proc.stderr.splitlines() if "store unusable" in x]
+    assert "key file is missing" in line["error"]

@@ -46,7 +46,9 @@ class ExplainServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Explain(self, request, context):
-        """Decide the request exactly as Check would, without side effects on metrics or logs.
+        """Decide the request exactly as Check would. The answer is not counted in the decision
+        metrics nor written to the decision log; like a Check, it can warm the caches and start a
+        JWKS refetch, and those show in the cache and authentication-attempt metrics.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
