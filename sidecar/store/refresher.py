@@ -3,6 +3,11 @@
 Store calls run in a worker thread with a timeout; a failed or hung store never crashes the
 server. The last good snapshot keeps serving until the store has been unreachable longer than
 the staleness bound, after which `current()` denies with `dependency_unavailable`.
+
+Pickup bound: a change committed by any process (apply, mint, revoke bump the generation in the
+same transaction) is served after at most one `poll_seconds` (1 s by default) plus one snapshot
+load. Each poll and each load is one short read transaction on a connection of its own, closed
+at once (SqliteStore), so the server never pins an old snapshot nor holds back WAL checkpoints.
 """
 
 from __future__ import annotations

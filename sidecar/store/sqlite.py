@@ -2,8 +2,29 @@
 
 Synchronous by design: the server calls it from a worker thread. Each call opens its own
 connection (WAL mode, `busy_timeout`), so any number of processes (the server, the CLI) share
-one file safely. A `meta.generation` counter is bumped by every write (apply, mint, revoke) so
-a running server notices changes with one cheap query.
+one file safely. A `meta.generation` counter is bumped by every write (apply, mint, revoke), in
+the transaction that makes the change, so a running server notices changes with one cheap query
+(it polls every second, see refresher.SnapshotSource: a change is served within about a second
+plus one snapshot load).
+
+Concurrency rules, each of which once failed or could fail with "database is locked":
+
+- Every write transaction starts with BEGIN IMMEDIATE. A deferred transaction that reads and
+  then writes must upgrade its lock, and SQLite does not wait (busy_timeout) for an upgrade: it
+  fails at once when another process wrote in between. For the same reason the switch of a new
+  file to WAL, which is such an upgrade, is retried here (`_use_wal`).
+- The write lock is held briefly: opening an up-to-date store takes no write lock, and `apply`
+  compares the policy with the store in a read transaction and takes the lock only to write the
+  difference, so other writers (which wait at most busy_timeout) are not starved by a big bulk
+  policy being read and compared.
+- Read transactions (a generation poll, a snapshot load) are one short transaction on a
+  connection that is closed at once, so no reader pins an old snapshot and blocks checkpoints.
+- WAL size: each write ends with a PASSIVE checkpoint (never waits, never blocks readers), so
+  the next write restarts the WAL from its start instead of appending to it (SQLite's own
+  checkpoint waits for 1000 pages, 4 MiB), and `journal_size_limit` cuts a WAL grown by a big
+  transaction back to `WAL_SIZE_LIMIT` when it restarts. So the WAL file stays within the
+  larger of WAL_SIZE_LIMIT and the latest transactions (a checkpoint that overlapped a reader is
+  completed by the next write), and is deleted when the last connection closes.
 """
 
 from __future__ import annotations
@@ -47,6 +68,7 @@ from sidecar.store.tokens import (
 )
 
 _MAX_LABEL = 200
+WAL_SIZE_LIMIT = 1 << 20  # bytes kept of the WAL file when it restarts (journal_size_limit)
 
 # Forward-only migrations; the list index + 1 is the schema version they lead to.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -238,6 +260,10 @@ def _check_scopes(scopes: list[str] | None) -> frozenset[str] | None:
     return frozenset(scopes)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 class SqliteStore:
     """The state store in one SQLite file, with its token key in `<file>.key` beside it."""
 
@@ -251,15 +277,8 @@ class SqliteStore:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             conn = self._open()
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._migrate(conn)
-                    has_tokens = conn.execute("SELECT EXISTS (SELECT 1 FROM tokens)").fetchone()
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                self._use_wal(conn)
+                has_tokens = self._prepare(conn)
             finally:
                 conn.close()
         except OSError as exc:
@@ -267,7 +286,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
         try:
-            self._key = load_or_create_key(self.key_path, may_create=not has_tokens[0])
+            self._key = load_or_create_key(self.key_path, may_create=not has_tokens)
         except (KeyFileError, OSError) as exc:
             raise StoreError(str(exc)) from None
 
@@ -284,7 +303,72 @@ class SqliteStore:
             isolation_level=None,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode (a no-op read when it already is).
+
+        On a new file the switch upgrades a read lock to a write lock, for which SQLite returns
+        SQLITE_BUSY at once instead of waiting: two processes creating the store at the same
+        moment (the server and an `apply`) would fail with "database is locked". Retry until
+        busy_timeout instead.
+        """
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL").fetchall()
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _prepare(self, conn: sqlite3.Connection) -> bool:
+        """Migrate when needed; return whether the store holds tokens.
+
+        An up-to-date store is only read, so opening one (every CLI command) never queues for the
+        write lock. Migrating takes it (BEGIN IMMEDIATE) and looks at the version again, so two
+        processes migrating at once run each migration exactly once.
+        """
+        conn.execute("BEGIN")
+        try:
+            current = self._version(conn)
+            if current == SCHEMA_VERSION:
+                return self._has_tokens(conn)
+        finally:
+            conn.execute("COMMIT")
+        self._check_version(current)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._migrate(conn)
+            has_tokens = self._has_tokens(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return has_tokens
+
+    @staticmethod
+    def _has_tokens(conn: sqlite3.Connection) -> bool:
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM tokens)").fetchone()[0])
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        row = conn.execute("SELECT version FROM schema_version").fetchone() if exists else None
+        return int(row[0]) if row is not None else 0
+
+    def _check_version(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema version {current} is newer than this build "
+                f"supports ({SCHEMA_VERSION}); upgrade assets-authz"
+            )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -292,11 +376,7 @@ class SqliteStore:
         if row is None:
             conn.execute("INSERT INTO schema_version (version) VALUES (0)")
         current = row[0] if row is not None else 0
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: store schema version {current} is newer than this build "
-                f"supports ({SCHEMA_VERSION}); upgrade assets-authz"
-            )
+        self._check_version(current)
         for version in range(current + 1, SCHEMA_VERSION + 1):
             for statement in _MIGRATIONS[version - 1]:
                 conn.execute(statement)
@@ -304,7 +384,12 @@ class SqliteStore:
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction (BEGIN IMMEDIATE for writes); rolled back on any exception."""
+        """One transaction on its own connection, closed at the end; rolled back on any exception.
+
+        Writes start with BEGIN IMMEDIATE (see the module docstring) and end with a PASSIVE
+        checkpoint, which copies the WAL into the database without waiting for anyone, so the
+        next write can restart the WAL instead of growing it.
+        """
         try:
             conn = self._open()
         except sqlite3.Error as exc:
@@ -318,6 +403,9 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if write:
+                with suppress(sqlite3.Error):  # committed already; a checkpoint is housekeeping
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
         finally:
@@ -354,15 +442,27 @@ class SqliteStore:
         Tokens are never touched. Nothing is written when nothing changes or on `dry_run`.
         """
         desired = state_from_policy(policy)
-        with self._session(write=not dry_run) as conn:
-            current_rows = _read_rows(conn)
-            changes = diff_states(_state_of(current_rows), desired)
-            if dry_run or not changes:
-                return changes
-            desired_rows = _rows_of(desired)
+        # Compare in a read transaction and hold the write lock only to write the difference:
+        # every other writer waits (at most busy_timeout) while the lock is held.
+        with self._session() as conn:
+            seen = self._generation(conn)
+            read_rows = _read_rows(conn)
+        changes = diff_states(_state_of(read_rows), desired)
+        if dry_run or not changes:
+            return changes
+        desired_rows = _rows_of(desired)
+        with self._session(write=True) as conn:
+            current_rows = read_rows
+            if self._generation(conn) != seen:  # another write came first: read the rows again
+                current_rows = _read_rows(conn)
+                if current_rows == desired_rows:
+                    return []
             for table in _TABLES:
                 _sync_table(conn, table, current_rows[table.name], desired_rows[table.name])
             self._bump(conn)
+        # The write in between was usually a token, which leaves these rows as they were.
+        if current_rows is not read_rows and current_rows != read_rows:
+            changes = diff_states(_state_of(current_rows), desired)
         return changes
 
     def mint_api(
