@@ -122,9 +122,12 @@ class TargetResolver:
         self._cache: OrderedDict[tuple[str, str, str], tuple[float, Resolved | None]] = (
             OrderedDict()
         )
-        # One task per id being asked: owned by no caller, so a cancelled Check never cancels
-        # or orphans a lookup others are waiting on; each entry leaves when its task finishes.
+        # One task per id being asked, owned by no single caller: a cancelled Check never
+        # cancels or strands a lookup others are waiting on. When the last caller waiting on it
+        # is gone (Envoy's deadline, a reset stream), the lookup is cancelled too, so a slow
+        # upstream never accumulates work nobody waits for. Each entry leaves when its task ends.
         self._inflight: dict[tuple[str, str, str], asyncio.Task[Resolved | None]] = {}
+        self._waiting: dict[tuple[str, str, str], int] = {}
 
     async def lookup(self, kind: str, ident: str, workspace: str) -> Resolved | None:
         key = (kind, ident, workspace)
@@ -140,12 +143,22 @@ class TargetResolver:
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         # _ask bounds the task itself; this bounds each caller's wait even if a fetch
-        # ignores cancellation. Cancelling a caller cancels only its shield, never the task.
+        # ignores cancellation. Cancelling a caller cancels only its shield, and the task only
+        # when no other caller still waits on it.
+        self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
             async with asyncio.timeout(self._timeout + 0.1):
                 return await asyncio.shield(task)
         except TimeoutError:
             raise Deny(Reason.DEPENDENCY_UNAVAILABLE, "resolver: TimeoutError") from None
+        finally:
+            left = self._waiting[key] - 1
+            if left:
+                self._waiting[key] = left
+            else:
+                del self._waiting[key]
+                if not task.done():
+                    task.cancel()
 
     @property
     def _timeout(self) -> float:

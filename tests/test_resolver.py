@@ -150,19 +150,26 @@ async def _settle(r: TargetResolver) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_lookup_outlives_its_cancelled_callers_and_is_cached() -> None:
+async def test_lookup_is_cancelled_when_no_caller_waits_for_it_any_more() -> None:
+    """A slow upstream must not pile up lookups nobody waits for (cancelled Checks)."""
     up = FakeUpstream({"id=777": (200, {"objectTypeId": "10"})}, delay=0.05)
     r = resolver(up)
     callers = [asyncio.create_task(r.lookup("object", "777", "ws-1")) for _ in range(3)]
     await asyncio.sleep(0.01)
-    for caller in callers:
-        caller.cancel()
+    (lookup,) = r._inflight.values()
+    callers[0].cancel()
+    callers[1].cancel()
+    await asyncio.sleep(0.005)
+    assert not lookup.done()  # one caller still waits
+    callers[2].cancel()
     await asyncio.gather(*callers, return_exceptions=True)
     assert all(c.cancelled() for c in callers)
     await _settle(r)
-    found = await r.lookup("object", "777", "ws-1")
+    assert lookup.cancelled()
+    assert r._waiting == {}
+    found = await r.lookup("object", "777", "ws-1")  # not cached: asked again
     assert found is not None and found.type_id == "10"
-    assert len(up.calls) == 1
+    assert len(up.calls) == 2
     assert r._inflight == {}
 
 
