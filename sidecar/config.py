@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sidecar.paths import as_mounted
+
 ALLOWED_OAUTH_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
 )
@@ -328,7 +330,7 @@ def parse_config(data: Any, *, source: str = "<config>", base: Path | None = Non
             r.problems.append(problem)
 
     policy_raw = r.get(top, "", "policy_file", _str, "")
-    policy_file = (base / policy_raw).resolve() if policy_raw else None
+    policy_file = as_mounted(base / policy_raw) if policy_raw else None
     if policy_file is not None and not policy_file.is_file():
         r.problems.append(f"policy_file: {policy_file} does not exist")
 
@@ -444,10 +446,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         raise ConfigError(str(p), [f"{where}: not valid YAML"]) from None
-    # absolute(), not resolve(): a Kubernetes ConfigMap mount is a tree of symlinks into a
-    # timestamped folder, and relative paths must follow the mount, not the old target.
-    config = parse_config(data, source=str(p), base=p.absolute().parent)
-    return _with_path(config, p.absolute())
+    # Relative paths follow the mount, not the folder it points at now (sidecar/paths.py).
+    config = parse_config(data, source=str(p), base=as_mounted(p).parent)
+    return _with_path(config, as_mounted(p))
 
 
 def _with_path(config: Config, path: Path) -> Config:

@@ -256,6 +256,9 @@ def test_readyz_names_missing_connect_secret(fresh_world: World) -> None:
                         {"authorization": f"JWT {token}"})
             assert headers_of(resp)["x-assets-authz-reason"] == "dependency_unavailable"
             assert resp.denied_response.status.code == 503
+            text = http_get(running.serving.http_port, "/metrics")[1]
+            assert metric(text, "assets_authz_connect_secrets_unavailable") == 1
+            assert "jira:def-456" not in text and saved not in text
     finally:
         os.environ["ASSETS_AUTHZ_TEST_WRITER_SECRET"] = saved
 
@@ -493,5 +496,73 @@ def test_policy_file_changes_are_applied_while_serving(tmp_path: Path) -> None:
                                             "assets_authz_reloads_total", what="policy",
                                             result="failure") >= 1)
             assert call(port, "GET", url, auth).status.code == 0
+    finally:
+        w.stop()
+
+
+class KubeletMount:
+    """A folder laid out like a mounted ConfigMap or Secret, updated the way the kubelet does:
+    `name -> ..data/name`, `..data -> ..<version>`; an update writes a new version folder,
+    swaps `..data` atomically and deletes the old folder."""
+
+    def __init__(self, root: Path, files: dict[str, str]) -> None:
+        self.root, self.version = root, 0
+        root.mkdir(parents=True)
+        self._current: Path | None = None
+        self.update(files)
+        for name in files:
+            (root / name).symlink_to(Path("..data") / name)
+
+    def update(self, files: dict[str, str]) -> None:
+        self.version += 1
+        folder = self.root / f"..2026_12_03_00_00_{self.version:02d}"
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        link = self.root / "..data_tmp"
+        link.symlink_to(folder.name)
+        os.replace(link, self.root / "..data")
+        if self._current is not None:
+            import shutil
+
+            shutil.rmtree(self._current)
+        self._current = folder
+
+
+def test_kubernetes_mounted_policy_and_secret_updates_take_effect(tmp_path: Path) -> None:
+    """Before: paths were resolved once into the kubelet's version folder, which an update
+    deletes: the new secret was never read and the policy never re-applied."""
+    import yaml
+
+    from .world import FIXTURES, build_world
+
+    secrets = KubeletMount(tmp_path / "secrets", {"writer": "old-writer-secret-0123456789abcdef"})
+    data = yaml.safe_load((FIXTURES / "policy.yaml").read_text())
+    for inst in data["connect_installations"]:
+        if inst["client_key"] == "jira:def-456":
+            del inst["shared_secret_env"]
+            inst["shared_secret_file"] = "../secrets/writer"  # relative to the policy's mount
+    text = yaml.safe_dump(data)
+    policies = KubeletMount(tmp_path / "config", {"policy.yaml": text})
+    w = build_world(tmp_path / "w", policy_file=str(policies.root / "policy.yaml"))
+    url = f"{BASE}/object/89"
+    try:
+        with SidecarThread(w.config, poll_seconds=0.1) as running:
+            port = running.serving.grpc_port
+
+            def connect_status(secret: str) -> int:
+                token = w.connect("GET", url, iss="jira:def-456", secret=secret)
+                return int(call(port, "GET", url, {"authorization": f"JWT {token}"}).status.code)
+
+            zed = {"authorization": w.basic("acc-zed")}
+            assert _wait_for(lambda: connect_status("old-writer-secret-0123456789abcdef") == 0)
+            assert call(port, "GET", url, zed).status.code != 0
+            secrets.update({"writer": "new-writer-secret-0123456789abcdef"})
+            assert _wait_for(lambda: connect_status("new-writer-secret-0123456789abcdef") == 0)
+            assert connect_status("old-writer-secret-0123456789abcdef") != 0
+            (itsm,) = [schema for schema in data["schemas"] if schema["key"] == "ITSM"]
+            itsm["roles"]["viewer"]["users"] = ["acc-zed"]
+            policies.update({"policy.yaml": yaml.safe_dump(data)})
+            assert _wait_for(lambda: call(port, "GET", url, zed).status.code == 0)
     finally:
         w.stop()

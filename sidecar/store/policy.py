@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sidecar.paths import as_mounted
 from sidecar.store.bulk import Row, bulk_rows
 from sidecar.store.model import SCHEMA_LEVELS, TYPE_LEVELS
 
@@ -237,8 +238,8 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         raise PolicyError(str(p), [f"{where}: {problem}"]) from None
     if data is None:
         raise PolicyError(str(p), ["top level: the file is empty"])
-    policy = parse_policy(data, source=str(p), base=p.resolve().parent)
-    return replace(policy, files=(str(p.resolve()), *policy.files))
+    policy = parse_policy(data, source=str(p), base=as_mounted(p).parent)
+    return replace(policy, files=(str(as_mounted(p)), *policy.files))
 
 
 def _unique(c: _Checker, seen: set[str], value: str, where: str, what: str) -> bool:
@@ -453,7 +454,7 @@ def _installations(c: _Checker, raw: Any) -> list[InstallationSpec]:
         if client_key is None or app_key is None or account is None:
             continue
         if _unique(c, seen, client_key, f"{where}.client_key", "client key"):
-            secret_file = str((c.base / file).resolve()) if file is not None else None
+            secret_file = str(as_mounted(c.base / file)) if file is not None else None
             out.append(
                 InstallationSpec(client_key, app_key, account, frozenset(scopes), env, secret_file)
             )
@@ -464,7 +465,7 @@ def _bindings(c: _Checker, raw: Any, where: str, type_ids: set[str]) -> dict[str
     """`objects:` / `attributes:`: id -> object type, inline or from a CSV/JSONL file."""
     out: dict[str, str] = {}
     if isinstance(raw, str):
-        path = (c.base / raw).resolve()
+        path = as_mounted(c.base / raw)
         c.files.append(str(path))
         rows: Iterable[Row] = bulk_rows(path, raw, where)
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sidecar.decision import Deny, Reason
+from sidecar.paths import as_mounted
 from sidecar.store.model import Snapshot
 from sidecar.store.policy import Policy, PolicyError, load_policy
 
@@ -175,7 +176,7 @@ class PolicyFileApplier:
     def __init__(self, store: PolicyStore, path: Path) -> None:
         self.path = Path(path)
         self._store = store
-        self._files: tuple[str, ...] = (str(self.path.resolve()),)
+        self._files: tuple[str, ...] = (str(as_mounted(self.path)),)
         self._seen: tuple[tuple[str, int, int], ...] | None = None
 
     def changed(self) -> bool:
