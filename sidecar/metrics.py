@@ -12,7 +12,7 @@ CHECK_BUCKETS = (
 
 
 class Metrics:
-    """Every metric of product.md section 7; label values are bounded by design."""
+    """The metrics of product.md section 7 and a few more; label values are bounded by design."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -39,9 +39,23 @@ class Metrics:
             "assets_authz_jwks_last_success_age_seconds",
             "Seconds since the last successful JWKS fetch.", ["issuer"], registry=r,
         )
+        self.jwks_stale_served = Counter(
+            "assets_authz_jwks_stale_served_total",
+            "Key look-ups answered from the last good keys while the latest fetch had failed.",
+            ["issuer"], registry=r,
+        )
         self.reloads = Counter(
             "assets_authz_reloads_total", "Reloads of config, policy and store snapshot.",
             ["what", "result"], registry=r,
+        )
+        self.store_snapshot_age = Gauge(
+            "assets_authz_store_snapshot_age_seconds",
+            "Seconds since the store last confirmed the serving snapshot current (+Inf: never).",
+            registry=r,
+        )
+        self.connect_secrets_unavailable = Gauge(
+            "assets_authz_connect_secrets_unavailable",
+            "Connect installations whose shared secret cannot be read.", registry=r,
         )
         self.config_generation = Gauge(
             "assets_authz_config_generation", "Configuration generation in use.", registry=r

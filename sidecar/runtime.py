@@ -85,6 +85,9 @@ class Runtime:
     def _on_fetch(self, issuer: str, result: str) -> None:
         self.metrics.jwks_fetches.labels(issuer=issuer, result=result).inc()
 
+    def _on_stale(self, issuer: str) -> None:
+        self.metrics.jwks_stale_served.labels(issuer=issuer).inc()
+
     def _sync_jwks(self, config: Config) -> None:
         """Keep caches of unchanged issuers; make new ones for new or changed issuers."""
         wanted = {iss.issuer: iss for iss in config.oauth.issuers}
@@ -99,7 +102,9 @@ class Runtime:
                         gauge.remove(name)
         for name, iss in wanted.items():
             if name not in self.jwks:
-                self.jwks[name] = JwksCache(iss, on_fetch=self._on_fetch)
+                self.jwks[name] = JwksCache(iss, on_fetch=self._on_fetch, on_stale=self._on_stale)
+                # Created at zero, so increase() sees the first stale look-up.
+                self.metrics.jwks_stale_served.labels(issuer=name)
 
     def _build_engine(self, config: Config) -> Engine:
         authenticators: dict[CredentialKind, Authenticator] = {
@@ -152,7 +157,7 @@ class Runtime:
                 *(asyncio.wait_for(c.refresh(), 10) for c in self.jwks.values()),
                 return_exceptions=True,
             )
-        self._update_jwks_gauges()
+        self._update_gauges()
 
     def _start_jwks_tasks(self) -> None:
         for name, cache in self.jwks.items():
@@ -269,9 +274,19 @@ class Runtime:
                 # Secret files are re-read every tick, so a rotated (e.g. remounted Kubernetes)
                 # secret takes effect within a second; env vars cannot change under a process.
                 await self._sync_secrets(force=self._uses_secret_files())
-                self._update_jwks_gauges()
             except Exception:
                 log.exception("watcher iteration failed")
+            try:  # apart, so the gauges keep moving even when the steps above fail
+                self._update_gauges()
+            except Exception:
+                log.exception("updating the gauges failed")
+
+    def _update_gauges(self) -> None:
+        """The gauges read from live state: JWKS keys and ages, store age, Connect secrets."""
+        self._update_jwks_gauges()
+        # +Inf until the store first answers; the same clock `ready()` compares with its bound.
+        self.metrics.store_snapshot_age.set(self.snapshots.stale_for())
+        self.metrics.connect_secrets_unavailable.set(len(self.secrets.problems()))
 
     def _update_jwks_gauges(self) -> None:
         for name, cache in self.jwks.items():

@@ -33,6 +33,7 @@ DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
 Fetch = Callable[[str, float], Awaitable[bytes]]
 OnFetch = Callable[[str, str], None]
+OnStale = Callable[[str], None]
 
 _PUBLIC_KEY_TYPES = (
     rsa.RSAPublicKey,
@@ -156,13 +157,17 @@ class JwksCache:
         clock: Callable[[], float] = time.monotonic,
         fetch: Fetch | None = None,
         on_fetch: OnFetch | None = None,
+        on_stale: OnStale | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
         self._fetch: Fetch = fetch or fetch_url
         self._on_fetch = on_fetch
+        self._on_stale = on_stale
         self._keys: dict[str, jwt.PyJWK] = {}
         self._last_success: float | None = None
+        self._last_fetch_failed = False  # the most recent completed fetch failed
+        self._stale_hook_failed = False
         self._last_unknown_refetch: float | None = None
         self._inflight: asyncio.Task[bool] | None = None
 
@@ -214,6 +219,7 @@ class JwksCache:
 
         Raises Deny(unknown_key) when still unknown, Deny(dependency_unavailable) when there
         are no usable keys (never fetched, or the last good ones are past the stale bound).
+        A key served while the latest fetch had failed is reported to `on_stale`.
         """
         if not (self.ready and kid in self._keys):
             await self._refetch_for_lookup()
@@ -221,6 +227,7 @@ class JwksCache:
         key = self._keys.get(kid)
         if key is None:
             raise Deny(Reason.UNKNOWN_KEY, f"no key {kid[:80]!r} in the JWKS of {self.issuer}")
+        self._note_stale()
         return key
 
     async def sole_key(self) -> jwt.PyJWK:
@@ -233,6 +240,7 @@ class JwksCache:
                 Reason.UNKNOWN_KEY,
                 f"token has no kid and the JWKS of {self.issuer} has {len(self._keys)} keys",
             )
+        self._note_stale()
         return next(iter(self._keys.values()))
 
     def _require_ready(self) -> None:
@@ -268,10 +276,12 @@ class JwksCache:
                 raise FetchError("JWKS holds no usable signing key")
         except Exception as exc:  # any failure keeps the last good keys
             log.warning("JWKS fetch for %s failed: %s", self.issuer, str(exc)[:200])
+            self._last_fetch_failed = True
             self._report("failure")
             return False
         self._keys = keys
         self._last_success = self._clock()
+        self._last_fetch_failed = False
         self._report("success")
         return True
 
@@ -306,3 +316,14 @@ class JwksCache:
             self._on_fetch(self.issuer, result)
         except Exception:  # a broken metrics hook must not stop key refreshes
             log.exception("JWKS on_fetch hook failed for %s", self.issuer)
+
+    def _note_stale(self) -> None:
+        """A key is being served: tell `on_stale` when the latest fetch failed (issuer down)."""
+        if not self._last_fetch_failed or self._on_stale is None:
+            return
+        try:
+            self._on_stale(self.issuer)
+        except Exception:  # a broken metrics hook must not fail a lookup, nor flood the log
+            if not self._stale_hook_failed:
+                self._stale_hook_failed = True
+                log.exception("JWKS on_stale hook failed for %s", self.issuer)

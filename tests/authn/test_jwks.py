@@ -393,6 +393,100 @@ async def test_sole_key(kids: tuple[str, ...], found: bool) -> None:
         assert caught.value.reason is Reason.UNKNOWN_KEY
 
 
+# --- stale serving (on_stale) ------------------------------------------------------------------
+
+
+def stale_cache(
+    idp: FakeIdP, clock: FakeClock, stale: list[str], **overrides: Any
+) -> JwksCache:
+    return JwksCache(
+        make_issuer(**overrides), clock=clock, fetch=idp, on_stale=stale.append
+    )
+
+
+async def test_lookups_while_the_issuer_is_down_are_reported_stale_until_it_recovers() -> None:
+    clock, stale = FakeClock(), list[str]()
+    idp = FakeIdP({JWKS_URL: jwks_doc("rsa-1")})
+    cache = stale_cache(idp, clock, stale)
+    assert await cache.refresh()
+    assert (await cache.key_for("rsa-1")).key_id == "rsa-1"
+    assert (await cache.sole_key()).key_id == "rsa-1"
+    assert stale == []  # fresh keys: nothing to report
+
+    idp.down = True
+    assert await cache.refresh() is False
+    clock.t += 600
+    assert (await cache.key_for("rsa-1")).key_id == "rsa-1"
+    assert (await cache.sole_key()).key_id == "rsa-1"
+    assert stale == [ISS, ISS]  # one per look-up answered from the last good keys
+
+    idp.down = False
+    assert await cache.refresh()
+    assert (await cache.key_for("rsa-1")).key_id == "rsa-1"
+    assert stale == [ISS, ISS]
+
+
+async def test_a_failed_unknown_kid_refetch_also_marks_the_keys_stale() -> None:
+    clock, stale = FakeClock(), list[str]()
+    idp = FakeIdP({JWKS_URL: jwks_doc("rsa-1")})
+    cache = stale_cache(idp, clock, stale)
+    assert await cache.refresh()
+    idp.down = True
+    with pytest.raises(Deny):
+        await cache.key_for("rotated")  # the refetch it starts fails
+    assert stale == []  # nothing was served
+    assert (await cache.key_for("rsa-1")).key_id == "rsa-1"
+    assert stale == [ISS]  # the most recent fetch failed: served from the last good keys
+    assert len(idp.calls) == 2
+
+
+async def test_only_served_keys_are_reported_stale() -> None:
+    clock, stale = FakeClock(), list[str]()
+    idp = FakeIdP({JWKS_URL: jwks_doc("rsa-1", "ec-1")})
+    cache = stale_cache(idp, clock, stale, jwks_stale_max_seconds=3600)
+    assert await cache.refresh()
+    idp.down = True
+    assert await cache.refresh() is False
+    with pytest.raises(Deny) as unknown:
+        await cache.key_for("nope")  # refetch fails; the kid is unknown
+    assert unknown.value.reason is Reason.UNKNOWN_KEY
+    with pytest.raises(Deny) as no_sole:
+        await cache.sole_key()  # two keys: no sole key to serve
+    assert no_sole.value.reason is Reason.UNKNOWN_KEY
+    clock.t += 3601
+    with pytest.raises(Deny) as gone:
+        await cache.key_for("rsa-1")  # past jwks_stale_max_seconds: not served at all
+    assert gone.value.reason is Reason.DEPENDENCY_UNAVAILABLE
+    assert stale == []
+
+
+async def test_never_fetched_is_not_reported_stale() -> None:
+    stale: list[str] = []
+    cache = stale_cache(FakeIdP(), FakeClock(), stale)
+    assert await cache.refresh() is False
+    with pytest.raises(Deny):
+        await cache.key_for("rsa-1")
+    assert stale == []
+
+
+async def test_a_failing_on_stale_hook_does_not_break_lookups(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(issuer: str) -> None:
+        raise RuntimeError("metrics down")
+
+    idp = FakeIdP({JWKS_URL: jwks_doc("rsa-1")})
+    cache = JwksCache(make_issuer(), clock=FakeClock(), fetch=idp, on_stale=broken)
+    assert await cache.refresh()
+    idp.down = True
+    assert await cache.refresh() is False
+    for _ in range(3):
+        assert (await cache.key_for("rsa-1")).key_id == "rsa-1"
+        assert (await cache.sole_key()).key_id == "rsa-1"
+    hook_errors = [r for r in caplog.records if "on_stale hook failed" in r.getMessage()]
+    assert len(hook_errors) == 1  # logged once, not once per request
+
+
 # --- background loop ----------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ OPEN = {
     (JWKS_FETCHES, "issuer"),
     ("assets_authz_jwks_keys", "issuer"),
     ("assets_authz_jwks_last_success_age_seconds", "issuer"),
+    ("assets_authz_jwks_stale_served_total", "issuer"),
     ("assets_authz_build_info", "version"),
 }
 

@@ -53,6 +53,12 @@ def test_sections_follow_the_same_layout() -> None:
             assert part in body, f"{title}: no {part}"
 
 
+def test_every_alert_has_a_runbook_url() -> None:
+    for name, rule in alerts().items():
+        url = str((rule.get("annotations") or {}).get("runbook_url", ""))
+        assert url.startswith("https://"), f"{name} has no absolute runbook_url"
+
+
 def test_runbook_annotations_point_at_their_section() -> None:
     for name, rule in alerts().items():
         annotations = rule.get("annotations") or {}
