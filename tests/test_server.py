@@ -355,6 +355,7 @@ def test_sigterm_flips_health_at_once_and_finishes_in_flight_checks(
         flipped = time.monotonic() - sent
         assert flipped < 1.0, flipped  # long before the in-flight Checks can finish
         results = [f.result() for f in in_flight]
+        watch.cancel()  # an open Watch stream would hold the exit for the whole grace period
         _, err = proc.communicate(timeout=15)
     finally:
         channel.close()
