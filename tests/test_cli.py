@@ -24,6 +24,15 @@ store: sqlite:///state.db
 """
 
 
+def check_config(
+    workdir: Path, capsys: pytest.CaptureFixture[str], extra: str
+) -> tuple[Path, tuple[int, str, str]]:
+    """`check-config` on the base config plus `extra`."""
+    config = workdir / "config.yaml"
+    config.write_text(CONFIG + extra)
+    return config, run(capsys, "check-config", "--config", str(config))
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "config.yaml").write_text(CONFIG)
@@ -46,9 +55,7 @@ def applied(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 
 def test_check_config_ok(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = workdir / "config.yaml"
-    config.write_text(CONFIG + "policy_file: policy.yaml\n")
-    code, out, err = run(capsys, "check-config", "--config", str(config))
+    config, (code, out, err) = check_config(workdir, capsys, "policy_file: policy.yaml\n")
     assert code == 0, err
     assert out.splitlines() == [f"{config}: ok", f"{workdir / 'policy.yaml'}: ok"]
     assert not (workdir / "state.db").exists()  # checking never creates the store
@@ -57,9 +64,9 @@ def test_check_config_ok(workdir: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_check_config_warns_about_an_issuer_without_audiences(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = workdir / "config.yaml"
-    config.write_text(CONFIG + "oauth: {issuers: [{issuer: 'https://i', jwks_uri: 'https://i/j'}]}\n")
-    code, out, err = run(capsys, "check-config", "--config", str(config))
+    config, (code, out, err) = check_config(
+        workdir, capsys, "oauth: {issuers: [{issuer: 'https://i', jwks_uri: 'https://i/j'}]}\n"
+    )
     assert code == 0
     assert out.splitlines() == [f"{config}: ok"]
     assert "warning: oauth.issuers[0] (https://i): no audiences" in err
@@ -68,9 +75,9 @@ def test_check_config_warns_about_an_issuer_without_audiences(
 def test_check_config_lists_every_config_problem(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = workdir / "config.yaml"
-    config.write_text(CONFIG + "colour: blue\nlog: {allow_sample_rate: 2}\n")
-    code, out, err = run(capsys, "check-config", "--config", str(config))
+    config, (code, out, err) = check_config(
+        workdir, capsys, "colour: blue\nlog: {allow_sample_rate: 2}\n"
+    )
     assert code == 1
     assert out == ""
     assert err.splitlines() == [

@@ -20,7 +20,7 @@ from sidecar.runtime import Runtime
 from sidecar.store.policy import parse_policy
 from sidecar.testing.running import SidecarThread
 
-from .test_server import BASE, call, http_get, metric
+from .test_server import BASE, _wait_for, call, http_get, metric
 from .world import FIXTURES, World, build_world
 
 AGE = "assets_authz_store_snapshot_age_seconds"
@@ -40,15 +40,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
         if check():
             return True
         await asyncio.sleep(0.02)
-    return False
-
-
-def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
     return False
 
 
@@ -151,7 +142,7 @@ def test_oauth_checks_while_the_issuer_is_down_count_as_served_stale(
         fresh_world.jwks_server.set_down(True)
         fresh_world.kid = "rotated"  # an unseen kid makes the sidecar refetch: it fails
         assert check() == "unknown_key"
-        assert until(lambda: metric(http_get(http, "/metrics")[1],
+        assert _wait_for(lambda: metric(http_get(http, "/metrics")[1],
                                     "assets_authz_jwks_fetches_total", issuer=issuer,
                                     result="failure") == 1)
         assert stale_served() == 0  # nothing was served

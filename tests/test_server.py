@@ -434,21 +434,35 @@ def test_store_outage_serves_stale_then_goes_not_serving_and_recovers(tmp_path: 
         w.stop()
 
 
-def test_rotated_connect_secret_file_takes_effect_while_serving(tmp_path: Path) -> None:
+def _writer_secret_from_file(secret_file: str) -> dict[str, Any]:
+    """The fixture policy with the writer app's secret read from `secret_file`."""
     import yaml
 
+    from .world import FIXTURES
+
+    data: dict[str, Any] = yaml.safe_load((FIXTURES / "policy.yaml").read_text())
+    for inst in data["connect_installations"]:
+        if inst["client_key"] == "jira:def-456":
+            del inst["shared_secret_env"]
+            inst["shared_secret_file"] = secret_file
+    return data
+
+
+def _writer_status(world: World, port: int, url: str, secret: str) -> int:
+    """The Check status of a writer-app Connect request signed with `secret`."""
+    token = world.connect("GET", url, iss="jira:def-456", secret=secret)
+    return int(call(port, "GET", url, {"authorization": f"JWT {token}"}).status.code)
+
+
+def test_rotated_connect_secret_file_takes_effect_while_serving(tmp_path: Path) -> None:
     from sidecar.store.policy import parse_policy
 
-    from .world import FIXTURES, build_world
+    from .world import build_world
 
     w = build_world(tmp_path / "w")
     secret_file = tmp_path / "writer.secret"
     secret_file.write_text("old-writer-secret-0123456789abcdef\n")
-    data = yaml.safe_load((FIXTURES / "policy.yaml").read_text())
-    for inst in data["connect_installations"]:
-        if inst["client_key"] == "jira:def-456":
-            del inst["shared_secret_env"]
-            inst["shared_secret_file"] = str(secret_file)
+    data = _writer_secret_from_file(str(secret_file))
     w.store.apply(parse_policy(data, base=tmp_path), dry_run=False)
     url = f"{BASE}/object/89"
     try:
@@ -456,9 +470,7 @@ def test_rotated_connect_secret_file_takes_effect_while_serving(tmp_path: Path) 
             port = running.serving.grpc_port
 
             def status(secret: str) -> int:
-                token = w.connect("GET", url, iss="jira:def-456", secret=secret)
-                resp = call(port, "GET", url, {"authorization": f"JWT {token}"})
-                return int(resp.status.code)
+                return _writer_status(w, port, url, secret)
 
             assert status("old-writer-secret-0123456789abcdef") == 0
             secret_file.write_text("new-writer-secret-0123456789abcdef\n")
@@ -535,14 +547,10 @@ def test_kubernetes_mounted_policy_and_secret_updates_take_effect(tmp_path: Path
     deletes: the new secret was never read and the policy never re-applied."""
     import yaml
 
-    from .world import FIXTURES, build_world
+    from .world import build_world
 
     secrets = KubeletMount(tmp_path / "secrets", {"writer": "old-writer-secret-0123456789abcdef"})
-    data = yaml.safe_load((FIXTURES / "policy.yaml").read_text())
-    for inst in data["connect_installations"]:
-        if inst["client_key"] == "jira:def-456":
-            del inst["shared_secret_env"]
-            inst["shared_secret_file"] = "../secrets/writer"  # relative to the policy's mount
+    data = _writer_secret_from_file("../secrets/writer")  # relative to the policy's mount
     text = yaml.safe_dump(data)
     policies = KubeletMount(tmp_path / "config", {"policy.yaml": text})
     w = build_world(tmp_path / "w", policy_file=str(policies.root / "policy.yaml"))
@@ -552,8 +560,7 @@ def test_kubernetes_mounted_policy_and_secret_updates_take_effect(tmp_path: Path
             port = running.serving.grpc_port
 
             def connect_status(secret: str) -> int:
-                token = w.connect("GET", url, iss="jira:def-456", secret=secret)
-                return int(call(port, "GET", url, {"authorization": f"JWT {token}"}).status.code)
+                return _writer_status(w, port, url, secret)
 
             zed = {"authorization": w.basic("acc-zed")}
             assert _wait_for(lambda: connect_status("old-writer-secret-0123456789abcdef") == 0)
