@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from sidecar.paths import as_mounted
+from sidecar.yamlio import UniqueKeyLoader, yaml_problem
 
 ALLOWED_OAUTH_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
@@ -195,6 +196,18 @@ def _address(v: Any) -> str | None:
     return v
 
 
+_WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}  # noqa: S104 - compared, never bound
+
+
+def _collide(a: str, b: str) -> bool:
+    """Whether two listen addresses would need the same socket (port 0 picks a free one)."""
+    host_a, _, port_a = a.rpartition(":")
+    host_b, _, port_b = b.rpartition(":")
+    if port_a != port_b or int(port_a) == 0:
+        return False
+    return host_a == host_b or host_a in _WILDCARD_HOSTS or host_b in _WILDCARD_HOSTS
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -321,6 +334,11 @@ def parse_config(data: Any, *, source: str = "<config>", base: Path | None = Non
         host = listen.explain.rpartition(":")[0]
         if not is_loopback_host(host):
             r.problems.append("listen.explain: must be a loopback address")
+    named = [("grpc", listen.grpc), ("http", listen.http), ("explain", listen.explain)]
+    for i, (name, address) in enumerate(named):
+        for other, other_address in named[:i]:
+            if address and other_address and _collide(address, other_address):
+                r.problems.append(f"listen.{name}: {address} is also listen.{other}")
 
     store = r.get(top, "", "store", _str, "", required=True)
     store_path: Path | None = None
@@ -441,11 +459,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(p), [f"byte {exc.start}: not valid UTF-8"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "YAML"
-        raise ConfigError(str(p), [f"{where}: not valid YAML"]) from None
+        raise ConfigError(str(p), [yaml_problem(exc)]) from None
     # Relative paths follow the mount, not the folder it points at now (sidecar/paths.py).
     config = parse_config(data, source=str(p), base=as_mounted(p).parent)
     return _with_path(config, as_mounted(p))

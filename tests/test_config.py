@@ -46,6 +46,15 @@ def test_absolute_sqlite_url(tmp_path: Path) -> None:
             with_(listen={**MINIMAL["listen"], "explain": "0.0.0.0:9"}),
             "listen.explain: must be a loopback",
         ),
+        (
+            with_(listen={"grpc": "127.0.0.1:9191", "http": "127.0.0.1:9191"}),
+            "listen.http: 127.0.0.1:9191 is also listen.grpc",
+        ),
+        (
+            with_(listen={"grpc": "0.0.0.0:9191", "http": "127.0.0.1:9192",
+                          "explain": "127.0.0.1:9191"}),
+            "listen.explain: 127.0.0.1:9191 is also listen.grpc",
+        ),
         (with_(store="mysql://x"), "store: unsupported store URL"),
         (with_(store="postgresql://u@h/db"), "store: postgresql stores are not supported"),
         (with_(log={"allow_sample_rate": 2}), "log.allow_sample_rate"),
@@ -124,6 +133,19 @@ def test_load_config_reports_yaml_line(tmp_path: Path) -> None:
     assert str(path) in str(exc.value)
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_key_given_twice_is_refused_not_silently_overridden(tmp_path: Path, nested: bool) -> None:
+    path = tmp_path / "c.yaml"
+    text = "listen: {grpc: '127.0.0.1:1', http: '127.0.0.1:2'}\nstore: sqlite:///s.db\n"
+    text += ("log:\n  allow_sample_rate: 0.5\n  allow_sample_rate: 1\n" if nested
+             else "dry_run: false\ndry_run: true\n")
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    key = "allow_sample_rate" if nested else "dry_run"
+    assert exc.value.problems == [f"line {5 if nested else 4}: duplicate key {key!r}"]
+
+
 @pytest.mark.parametrize("content", [b"\xff\xfe", b"listen: {grpc: '127.0.0.1:1'}\n\xff"])
 def test_load_config_refuses_non_utf8(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "c.yaml"
@@ -151,3 +173,9 @@ def test_an_issuer_without_audiences_is_valid_but_warned_about(tmp_path: Path) -
     (warning,) = config_warnings(config)
     assert warning.startswith("oauth.issuers[1] (https://b): no audiences")
     assert config_warnings(parse_config(MINIMAL, base=tmp_path)) == []
+
+
+def test_listeners_on_port_zero_or_other_hosts_do_not_collide(tmp_path: Path) -> None:
+    for listen in ({"grpc": "127.0.0.1:0", "http": "127.0.0.1:0", "explain": "127.0.0.1:0"},
+                   {"grpc": "127.0.0.2:9191", "http": "127.0.0.1:9191"}):
+        assert parse_config(with_(listen=listen), base=tmp_path).listen.grpc == listen["grpc"]

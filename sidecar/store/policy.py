@@ -20,6 +20,7 @@ import yaml
 from sidecar.paths import as_mounted
 from sidecar.store.bulk import Row, bulk_rows
 from sidecar.store.model import SCHEMA_LEVELS, TYPE_LEVELS
+from sidecar.yamlio import UniqueKeyLoader, yaml_problem
 
 CONNECT_SCOPES: frozenset[str] = frozenset({"READ", "WRITE", "DELETE", "ADMIN", "ACT_AS_USER"})
 APP_PREFIXES = ("connect:", "oauth:")
@@ -100,20 +101,8 @@ class Policy:
     files: tuple[str, ...] = ()  # the policy file and the bulk files it named (absolute)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps integers and dates as their text and refuses duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
+class _Loader(UniqueKeyLoader):
+    """Refuses duplicate keys, and keeps integers and dates as their text."""
 
 
 def _scalar_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
@@ -232,10 +221,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        where = f"line {mark.line + 1}" if mark is not None else "YAML"
-        raise PolicyError(str(p), [f"{where}: {problem}"]) from None
+        raise PolicyError(str(p), [yaml_problem(exc)]) from None
     if data is None:
         raise PolicyError(str(p), ["top level: the file is empty"])
     policy = parse_policy(data, source=str(p), base=as_mounted(p).parent)
