@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_SECONDS = 1.0
 
 
+def _announce_dry_run_change(old: Config, new: Config) -> None:
+    """A reload that turns dry run on (or off) says so as loudly as a start in dry run."""
+    if new.dry_run and not old.dry_run:
+        log.warning("DRY RUN turned on by a reload: every decision is logged and counted, but "
+                    "all requests are allowed")
+    elif old.dry_run and not new.dry_run:
+        log.warning("dry run turned off by a reload")
+
+
 def _mtime(path: Path | None) -> float | None:
     if path is None:
         return None
@@ -74,6 +83,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._config_mtime = _mtime(config.path)
         self._policy: PolicyFileApplier | None = None
+        self._policy_problem: str | None = None  # why the last apply of policy_file failed
         self._secrets_generation = -1
         self._sync_jwks(config)
         self.engine = self._build_engine(config)
@@ -207,6 +217,7 @@ class Runtime:
             )
         self._start_jwks_tasks()
         self.snapshots.stale_max_seconds = new.store_stale_max_seconds
+        _announce_dry_run_change(self.config, new)
         self.config = new
         self.engine = self._build_engine(new)
         self.generation += 1
@@ -230,11 +241,15 @@ class Runtime:
         except PolicyError as exc:
             self.metrics.reloads.labels(what="policy", result="failure").inc()
             log.error("policy file rejected", extra={"fields": {"problems": exc.problems}})
+            self._policy_problem = f"rejected: {exc.problems[0][:200]}" if exc.problems else (
+                "rejected")
             return False
-        except Exception:
+        except Exception as exc:
             self.metrics.reloads.labels(what="policy", result="failure").inc()
             log.exception("policy file could not be applied")
+            self._policy_problem = f"could not be applied: {type(exc).__name__}"
             return False
+        self._policy_problem = None
         self.metrics.reloads.labels(what="policy", result="success").inc()
         if changes:
             log.info("policy applied", extra={"fields": {"changes": len(changes)}})
@@ -265,7 +280,12 @@ class Runtime:
                 return
             try:
                 mtime = _mtime(self.config.path)
-                if mtime is not None and mtime != self._config_mtime:
+                if mtime is None and self._config_mtime is not None:
+                    self._config_mtime = None  # reloaded when it comes back
+                    self.metrics.reloads.labels(what="config", result="failure").inc()
+                    log.error("config file is gone; the loaded configuration keeps serving",
+                              extra={"fields": {"path": str(self.config.path)}})
+                elif mtime is not None and mtime != self._config_mtime:
                     self._config_mtime = mtime
                     await self.reload_config()
                 policy = self.config.policy_file
@@ -305,11 +325,19 @@ class Runtime:
         """
         if not self.snapshots.ready():
             return ["store: no current snapshot (unreachable or too stale)"]
+        snap = self.snapshots.latest
+        if self._policy_problem is not None and (snap is None or not snap.schemas):
+            # A new replica whose policy_file is invalid would only deny (unknown_target):
+            # keep it out of service rather than let it look healthy.
+            return [f"policy: policy_file never applied to this store ({self._policy_problem})"]
         return []
 
     def readiness(self) -> list[str]:
         """What is not ready (empty list = ready); names parts, never secrets."""
         problems = self.serving_problems()
+        if self._policy_problem is not None and not problems:
+            problems.append(f"policy: the last apply of policy_file {self._policy_problem}; "
+                            "the store keeps the policy it had")
         for name, cache in self.jwks.items():
             if not cache.ready:
                 problems.append(f"oauth issuer {name}: no usable signing keys")
