@@ -197,7 +197,8 @@ class Runtime:
             new = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             self.metrics.reloads.labels(what="config", result="failure").inc()
-            log.error("config reload rejected", extra={"fields": {"problems": exc.problems}})
+            log.error("config reload rejected",
+                      extra={"fields": {"file": exc.source, "problems": exc.problems}})
             return False
         except Exception:
             self.metrics.reloads.labels(what="config", result="failure").inc()
@@ -240,7 +241,8 @@ class Runtime:
             changes = await asyncio.to_thread(self._policy.apply)
         except PolicyError as exc:
             self.metrics.reloads.labels(what="policy", result="failure").inc()
-            log.error("policy file rejected", extra={"fields": {"problems": exc.problems}})
+            log.error("policy file rejected",
+                      extra={"fields": {"file": exc.source, "problems": exc.problems}})
             self._policy_problem = f"rejected: {exc.problems[0][:200]}" if exc.problems else (
                 "rejected")
             return False

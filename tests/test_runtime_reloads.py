@@ -57,7 +57,7 @@ async def test_an_invalid_policy_file_on_a_new_store_keeps_the_replica_out_of_se
 
 
 async def test_an_invalid_policy_edit_keeps_serving_and_shows_in_readyz_only(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     shutil.copy(FIXTURES / "policy.yaml", tmp_path / "policy.yaml")
     runtime = Runtime(load_config(_write_config(tmp_path)), Metrics(), poll_seconds=0.1)
@@ -69,6 +69,8 @@ async def test_an_invalid_policy_edit_keeps_serving_and_shows_in_readyz_only(
         assert runtime.serving_problems() == []  # the store keeps the policy it had
         (problem,) = [p for p in runtime.readiness() if p.startswith("policy:")]
         assert "the last apply of policy_file rejected: " in problem
+        (record,) = [r for r in caplog.records if r.getMessage() == "policy file rejected"]
+        assert record.fields["file"].endswith("policy.yaml")  # type: ignore[attr-defined]
     finally:
         await runtime.stop()
 
