@@ -14,7 +14,6 @@ from sidecar.config import parse_config
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
-ISTIO = DEPLOY / "istio"
 AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization"
 
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
@@ -29,7 +28,9 @@ def test_the_kit_is_all_there() -> None:
     assert {
         "envoy/envoy.yaml", "examples/config.yaml", "examples/policy.yaml",
         "kubernetes/deployment.yaml", "kubernetes/configmap.yaml", "istio/mesh-config.yaml",
-        "istio/service-entry.yaml", "istio/authorization-policy.yaml",
+        "istio/service-entry.yaml", "istio/authorization-policy.yaml", "istio/deployment.yaml",
+        "istio/service.yaml", "istio/networkpolicy.yaml", "istio/destination-rule.yaml",
+        "istio/kustomization.yaml", "istio/shared/kustomization.yaml",
         "prometheus/prometheus-rules.yaml", "prometheus/scrape-config.yaml",
         "prometheus/podmonitor.yaml",
     } <= names
@@ -150,29 +151,7 @@ def test_envoy_mounts_its_configmap() -> None:
     assert envoy["args"][:2] == ["-c", f"{mount['mountPath']}/envoy.yaml"]
 
 
-def istio(kind: str) -> dict[str, Any]:
-    docs = [d for p in sorted(ISTIO.glob("*.yaml")) for d in load_all(p) if d["kind"] == kind]
-    (doc,) = docs
-    return doc
-
-
-def test_istio_provider_is_fail_closed_and_matches_the_service_entry() -> None:
-    (provider,) = istio("IstioOperator")["spec"]["meshConfig"]["extensionProviders"]
-    grpc = provider["envoyExtAuthzGrpc"]
-    assert grpc["failOpen"] is False
-    assert grpc["timeout"] == "0.5s"
-    assert grpc["includeRequestBodyInCheck"]["packAsBytes"] is True
-    assert grpc["includeRequestBodyInCheck"]["allowPartialMessage"] is True
-    entry = istio("ServiceEntry")["spec"]
-    assert grpc["service"] in entry["hosts"]
-    (port,) = entry["ports"]
-    assert (port["number"], port["protocol"]) == (grpc["port"], "GRPC")
-    assert entry["endpoints"] == [{"address": "127.0.0.1"}]
-    assert entry["resolution"] == "STATIC"
-    policy = istio("AuthorizationPolicy")["spec"]
-    assert policy["action"] == "CUSTOM"
-    assert policy["provider"]["name"] == provider["name"]
-    assert policy["selector"]["matchLabels"].items() <= POD["metadata"]["labels"].items()
+# The Istio variant (deploy/istio) has its own tests: test_istio.py.
 
 
 CONTAINERFILE = (DEPLOY / "container" / "Containerfile").read_text()
