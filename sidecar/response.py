@@ -42,9 +42,17 @@ def error_body(reason: Reason) -> str:
 
 
 def spoofed_headers(client_headers: Iterable[str], prefix: str, keep: Iterable[str]) -> list[str]:
-    """Client-sent headers under our prefix that we did not set ourselves (anti-spoofing)."""
+    """Client-sent headers under our prefix that we did not set ourselves (anti-spoofing).
+
+    Underscore spellings (`x_assets_account_id`) count too: many upstream stacks (CGI/WSGI,
+    some proxies) read `_` and `-` as the same, and not every proxy refuses such names (Envoy
+    does with `headers_with_underscores_action: REJECT_REQUEST`; Istio's sidecar does not).
+    """
     kept = set(keep)
-    return sorted(h for h in client_headers if h.startswith(prefix) and h not in kept)
+    dashed = prefix.replace("_", "-")
+    return sorted(
+        h for h in client_headers if h.replace("_", "-").startswith(dashed) and h not in kept
+    )
 
 
 def build_allow(

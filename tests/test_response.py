@@ -46,6 +46,9 @@ def test_allow_sets_identity_and_removes_spoofed_headers_and_authorization() -> 
         "x-assets-role": "admin",  # not set by us (empty role): removed
         "x-assets-impersonated": "true",
         "x-other": "kept",
+        "x_assets_account_id": "acc-admin",  # read as x-assets-account-id by WSGI and others
+        "x-assets_role": "admin",
+        "x_other": "kept",
     }
     resp = build_allow(
         decision, client_headers=client, prefix="x-assets-", remove_authorization=True
@@ -63,7 +66,8 @@ def test_allow_sets_identity_and_removes_spoofed_headers_and_authorization() -> 
     }
     assert all(not h.append.value for h in ok.headers)
     assert sorted(ok.headers_to_remove) == [
-        "authorization", "x-assets-impersonated", "x-assets-role",
+        "authorization", "x-assets-impersonated", "x-assets-role", "x-assets_role",
+        "x_assets_account_id",
     ]
     assert list(ok.query_parameters_to_remove) == []
     assert resp.dynamic_metadata.fields["account_id"].string_value == "acc-ann"
