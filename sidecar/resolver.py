@@ -11,6 +11,15 @@ Protocol (the upstream implements it):
       objectSchemaId for object types and import sources, and optionally for objects/attributes)
   404 the id does not exist in that workspace
 Anything else (timeout, 5xx, bad JSON) denies with `dependency_unavailable`, never allows.
+
+Ids longer than MAX_ID_CHARS (128) are never sent: they are "not found" (`unknown_target`, like
+a 404), so a client cannot make every lookup fail upstream (414) and page the on-call.
+
+Calls run on the resolver's own pool of FETCH_THREADS (64) threads, never on the event loop's
+default executor (a few threads, shared with JWKS fetches, secret reads and the store): lookups
+neither queue behind that work nor starve it. At most 64 upstream calls run at a time; more
+wait for a free thread, and that wait counts against `timeout_ms`. A call whose callers are all
+gone keeps its thread until `timeout_ms` at most.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -33,6 +43,8 @@ from sidecar.roles.targets import UnknownTarget
 from sidecar.store.model import ImportSource, ObjectType, Snapshot
 
 MAX_ENTRIES = 10_000
+MAX_ID_CHARS = 128  # far above any real id; longer ones are "not found", never sent
+FETCH_THREADS = 64  # upstream calls in flight at once
 MAX_RESPONSE_BYTES = 64 * 1024
 _KINDS = {
     TargetKind.OBJECT: "object",
@@ -78,10 +90,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
+# Shared by every resolver (one per configuration generation); threads start on first use.
+_FETCH_POOL = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="assets-authz-resolver")
 
 
 async def http_fetch(url: str, timeout: float) -> tuple[int, bytes]:
-    """GET a URL in a worker thread; returns (status, body). Redirects are not followed."""
+    """GET a URL on the resolver's own threads; returns (status, body). No redirects."""
 
     def get() -> tuple[int, bytes]:
         req = urllib.request.Request(url, headers={"accept": "application/json"})  # noqa: S310
@@ -91,7 +105,7 @@ async def http_fetch(url: str, timeout: float) -> tuple[int, bytes]:
         except urllib.error.HTTPError as exc:
             return int(exc.code), b""
 
-    return await asyncio.to_thread(get)
+    return await asyncio.get_running_loop().run_in_executor(_FETCH_POOL, get)
 
 
 def _id(value: Any) -> str | None:
@@ -130,6 +144,8 @@ class TargetResolver:
         self._waiting: dict[tuple[str, str, str], int] = {}
 
     async def lookup(self, kind: str, ident: str, workspace: str) -> Resolved | None:
+        if len(ident) > MAX_ID_CHARS:
+            return None  # no such id: answered like the upstream's 404, without asking it
         key = (kind, ident, workspace)
         now = self._clock()
         hit = self._cache.get(key)

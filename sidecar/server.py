@@ -169,6 +169,26 @@ class Serving:
     explain_port: int | None
 
 
+def _add_port(server: grpc.aio.Server, address: str) -> int:
+    """Bind a gRPC listener; 0 when the address cannot be bound."""
+    try:
+        return int(server.add_insecure_port(address))
+    except RuntimeError:  # grpc raises it for an address in use or not available
+        return 0
+
+
+async def _cannot_listen(
+    listener: str, address: str, error: OSError | None, runtime: Runtime
+) -> int:
+    """Log that a listener could not be bound, stop the runtime, and return exit status 1."""
+    fields: dict[str, Any] = {"listener": listener, "address": address}
+    if error is not None:
+        fields["error"] = error.strerror or str(error)
+    log.error("cannot listen on %s (%s)", address, listener, extra={"fields": fields})
+    await runtime.stop()
+    return 1
+
+
 async def serve(
     config: Config,
     *,
@@ -197,29 +217,36 @@ async def serve(
 
         services.append(reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server)
-    try:
-        grpc_port = server.add_insecure_port(config.listen.grpc)
-    except RuntimeError:
-        grpc_port = 0
-    if grpc_port == 0:
-        log.error("cannot listen on %s", config.listen.grpc)
-        await runtime.stop()
-        return 1
-
     handle_signals = stop is None
+    # The Check listener is bound last: a gRPC server that was bound but never started keeps its
+    # port until the process exits, and only Explain may be started just to let its port go.
+    host, _, port = config.listen.http.rpartition(":")
+    try:
+        ops = OpsServer(host.strip("[]"), int(port), metrics.registry, runtime.readiness)
+    except OSError as exc:  # address in use, not available on this host, no permission
+        return await _cannot_listen("http", config.listen.http, exc, runtime)
     explain_server = None
     explain_port: int | None = None
     if config.listen.explain:
         from sidecar.explain import add_explain_service
 
-        explain_server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        )
+        explain_server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),  # as for gRPC: a second sidecar must fail, not share it
+        ])
         add_explain_service(explain_server, runtime)
-        explain_port = explain_server.add_insecure_port(config.listen.explain)
+        explain_port = _add_port(explain_server, config.listen.explain)
+        if explain_port == 0:
+            ops.stop()
+            return await _cannot_listen("explain", config.listen.explain, None, runtime)
+    grpc_port = _add_port(server, config.listen.grpc)
+    if grpc_port == 0:
+        ops.stop()
+        if explain_server is not None:
+            await explain_server.start()
+            await explain_server.stop(None)
+        return await _cannot_listen("grpc", config.listen.grpc, None, runtime)
 
-    host, _, port = config.listen.http.rpartition(":")
-    ops = OpsServer(host.strip("[]"), int(port), metrics.registry, runtime.readiness)
     ops.start()
     await server.start()
     if explain_server is not None:

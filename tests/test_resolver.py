@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -276,3 +278,119 @@ async def test_a_broken_http_answer_is_dependency_unavailable() -> None:
     finally:
         listener.close()
     assert d.reason is Reason.DEPENDENCY_UNAVAILABLE, d.detail
+
+
+@pytest.mark.parametrize(("length", "asked"), [(128, True), (129, False), (200_000, False)])
+async def test_an_id_too_long_to_exist_is_unknown_target_without_asking(
+    length: int, asked: bool
+) -> None:
+    # Before: 200,000 digits were sent; the upstream answered 414 (URI too long), so any client
+    # could turn a lookup into 503 dependency_unavailable and page the on-call.
+    ident = "7" * length
+    up = FakeUpstream({f"id={ident}&": (414 if length > 128 else 404, {})})
+    d = await decide(req("GET", f"{BASE}/object/{ident}", bearer("ann")),
+                     with_resolver(resolver(up)))
+    assert d.reason is Reason.UNKNOWN_TARGET  # the same answer as the upstream's 404
+    assert len(up.calls) == (1 if asked else 0)
+    assert len(d.detail) < 1000
+
+
+class _HeldUpstream:
+    """A real resolve endpoint that answers object ids only once `release` is set."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.release = threading.Event()
+        self.arrived = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    outer.arrived += 1
+                outer.release.wait(5)
+                body = json.dumps({"objectTypeId": "10"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def resolver(self) -> TargetResolver:
+        cfg = ResolverConfig(url=f"http://127.0.0.1:{self.server.server_address[1]}/resolve",
+                             timeout_ms=4000, cache_ttl_seconds=60)
+        return TargetResolver(cfg, clock=Clock())
+
+    async def until_arrived(self, count: int) -> None:
+        async with asyncio.timeout(3):
+            while self.arrived < count:
+                await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+async def small_default_executor() -> AsyncIterator[ThreadPoolExecutor]:
+    """The loop's default executor (asyncio.to_thread) with 2 threads, as on a small box."""
+    pool = ThreadPoolExecutor(2)
+    asyncio.get_running_loop().set_default_executor(pool)
+    yield pool
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def test_lookups_do_not_queue_behind_other_to_thread_work(
+    small_default_executor: ThreadPoolExecutor,
+) -> None:
+    # Before: fetches ran through asyncio.to_thread, so JWKS fetches, secret reads and store work
+    # holding the default executor's threads delayed every lookup (12 of 30 Checks answered 503
+    # with `timeout_ms: 100` and a 40 ms upstream), and only that many lookups ran at once.
+    import threading
+
+    busy = threading.Event()
+    others = [asyncio.ensure_future(asyncio.to_thread(busy.wait, 5)) for _ in range(2)]
+    upstream = _HeldUpstream()
+    try:
+        r = upstream.resolver()
+        lookups = [asyncio.ensure_future(r.lookup("object", str(700 + i), "ws-1"))
+                   for i in range(8)]
+        await upstream.until_arrived(8)  # all eight upstream calls at once, none queued
+        upstream.release.set()
+        found = await asyncio.gather(*lookups)
+        assert [f.type_id if f else None for f in found] == ["10"] * 8
+    finally:
+        busy.set()
+        upstream.close()
+        await asyncio.gather(*others)
+
+
+async def test_lookups_in_flight_leave_the_default_executor_free(
+    small_default_executor: ThreadPoolExecutor,
+) -> None:
+    import threading
+
+    upstream = _HeldUpstream()
+    try:
+        r = upstream.resolver()
+        lookups = [asyncio.ensure_future(r.lookup("object", str(710 + i), "ws-1"))
+                   for i in range(8)]
+        await upstream.until_arrived(8)
+        # A JWKS fetch or secret read is not starved by the eight lookups the upstream holds.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "read"), 0.5) == "read"
+        names = [t.name for t in threading.enumerate()]
+        assert sum(n.startswith("assets-authz-resolver") for n in names) >= 8
+        upstream.release.set()
+        assert all(await asyncio.gather(*lookups))
+    finally:
+        upstream.close()

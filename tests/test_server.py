@@ -574,3 +574,84 @@ def test_kubernetes_mounted_policy_and_secret_updates_take_effect(tmp_path: Path
             assert _wait_for(lambda: call(port, "GET", url, zed).status.code == 0)
     finally:
         w.stop()
+
+
+def test_a_listener_that_cannot_be_bound_exits_1_with_a_json_line(
+    fresh_world: World, tmp_path: Path
+) -> None:
+    # Before: a taken HTTP port ended `serve` with a raw traceback (OSError: [Errno 98] Address
+    # already in use), a taken Explain port with another (RuntimeError: Failed to bind), and an
+    # Explain port held by a gRPC server (SO_REUSEPORT, gRPC's default) was silently shared.
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, grpc_port, http_port = _serve_process(fresh_world, tmp_path)
+    other = grpc.server(ThreadPoolExecutor(1))  # someone else's gRPC listener
+    explain_port = other.add_insecure_port("127.0.0.1:0")
+    other.start()
+    running = (tmp_path / "serve.yaml").read_text()
+
+    def second(grpc: int | None = None, http: int | None = None, explain: int = 0) -> str:
+        """The first sidecar's configuration with other ports (free ones when not given)."""
+        return (running
+                .replace(f"'127.0.0.1:{grpc_port}'", f"'127.0.0.1:{grpc or free_port()}'")
+                .replace(f"'127.0.0.1:{http_port}'", f"'127.0.0.1:{http or free_port()}'")
+                .replace("explain: '127.0.0.1:0'", f"explain: '127.0.0.1:{explain}'"))
+
+    cases = {  # listener -> (the second sidecar's configuration, the address it cannot bind)
+        "http": (second(http=http_port), f"127.0.0.1:{http_port}"),
+        "explain": (second(explain=explain_port), f"127.0.0.1:{explain_port}"),
+        "grpc": (second(grpc=grpc_port), f"127.0.0.1:{grpc_port}"),
+    }
+    try:
+        for listener, (text, address) in cases.items():
+            config = tmp_path / f"second-{listener}.yaml"
+            config.write_text(text)
+            second = subprocess.run(
+                [sys.executable, "-m", "sidecar", "serve", "--config", str(config)],
+                capture_output=True, text=True, timeout=30,
+            )
+            assert second.returncode == 1, (listener, second.stderr)
+            assert "Traceback" not in second.stderr, second.stderr
+            logged = [json.loads(line) for line in second.stderr.splitlines()
+                      if line.startswith("{")]
+            failed = [e for e in logged if e["msg"].startswith("cannot listen on")]
+            assert [(e["listener"], e["address"], e["level"]) for e in failed] == [
+                (listener, address, "error")
+            ], second.stderr
+            if listener == "http":  # gRPC core adds a line of its own for the gRPC listeners
+                assert len(logged) == len(second.stderr.splitlines()), second.stderr
+        assert http_get(http_port, "/readyz")[0] == 200  # the first sidecar was not disturbed
+    finally:
+        other.stop(None)
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=15)
+    assert first.returncode == 0, err
+
+
+@pytest.mark.parametrize("taken", ["grpc", "http", "explain"])
+def test_serve_returns_1_and_lets_go_of_every_port_when_one_is_taken(
+    fresh_world: World, taken: str
+) -> None:
+    # In-process (tests, demo): `serve` returns 1 instead of raising, and the listeners it had
+    # already bound are free again (a bound but never started gRPC server keeps its port).
+    import socket
+    from dataclasses import replace
+
+    holder = socket.create_server(("127.0.0.1", 0))
+    ports = {name: free_port() for name in ("grpc", "http", "explain")}
+    ports[taken] = holder.getsockname()[1]
+    config = fresh_world.config
+    config = replace(config, listen=replace(
+        config.listen, **{name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    ))
+    try:
+        sidecar = SidecarThread(config)
+        with pytest.raises(RuntimeError, match="exit 1"):
+            sidecar.start()
+        assert sidecar.error is None  # returned 1, did not raise
+    finally:
+        holder.close()
+    for name, port in ports.items():
+        if name != taken:
+            with socket.create_server(("127.0.0.1", port)):
+                pass
