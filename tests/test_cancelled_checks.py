@@ -12,15 +12,12 @@ anything that holds them) shows in the RSS: keeping only the cancelled ones adds
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -30,6 +27,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from sidecar.explain import check_request
 from sidecar.testing.lifecycle import tail, terminate
 from sidecar.testing.ports import free_port
+from sidecar.testing.resolver_upstream import ResolverUpstream
 
 from .test_server import BASE, _wait_for, call, headers_of, http_get
 from .world import World
@@ -44,49 +42,12 @@ FD_TOLERANCE = 2
 RSS_TOLERANCE_KIB = 32 * 1024
 
 
-class SlowResolver(ThreadingHTTPServer):
-    """The upstream's resolve endpoint: FAST_ID at once, every other id after SLOW_SECONDS."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ResolveHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/resolve"
-        self.busy = 0  # requests being answered
-        self.lock = threading.Lock()
-
-
-class _ResolveHandler(BaseHTTPRequestHandler):
-    server: SlowResolver
-
-    def do_GET(self) -> None:
-        with self.server.lock:
-            self.server.busy += 1
-        try:
-            if f"id={FAST_ID}&" not in self.path:
-                time.sleep(SLOW_SECONDS)
-            body = json.dumps({"objectTypeId": "10"}).encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            pass  # the sidecar gave up first
-        finally:
-            with self.server.lock:
-                self.server.busy -= 1
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
 @pytest.fixture
-def slow_resolver() -> Iterator[SlowResolver]:
-    server = SlowResolver()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+def slow_resolver() -> Iterator[ResolverUpstream]:
+    """FAST_ID is answered at once, every other id after SLOW_SECONDS."""
+    server = ResolverUpstream(lambda path: 0.0 if f"id={FAST_ID}&" in path else SLOW_SECONDS)
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 @dataclass
@@ -109,7 +70,7 @@ class SidecarProcess:
 
 @pytest.fixture
 def sidecar_process(
-    fresh_world: World, slow_resolver: SlowResolver, tmp_path: Path
+    fresh_world: World, slow_resolver: ResolverUpstream, tmp_path: Path
 ) -> Iterator[SidecarProcess]:
     """`assets-authz serve` in its own process (as in test_sigterm_drains_and_exits_zero)."""
     grpc_port, http_port = free_port(), free_port()
@@ -164,7 +125,7 @@ async def cancel_checks(port: int, auth: str, first_id: int, count: int) -> dict
     return outcomes
 
 
-def settle(sidecar: SidecarProcess, resolver: SlowResolver) -> int:
+def settle(sidecar: SidecarProcess, resolver: ResolverUpstream) -> int:
     """Once the resolver calls still running have ended: the sidecar's open descriptors."""
     assert _wait_for(lambda: resolver.busy == 0, 3 * SLOW_SECONDS + 2), "resolver still busy"
     time.sleep(0.3)  # the sidecar reads the last answers and closes those sockets
@@ -172,7 +133,7 @@ def settle(sidecar: SidecarProcess, resolver: SlowResolver) -> int:
 
 
 async def test_cancelled_checks_leak_no_descriptors_or_memory(
-    sidecar_process: SidecarProcess, slow_resolver: SlowResolver, fresh_world: World
+    sidecar_process: SidecarProcess, slow_resolver: ResolverUpstream, fresh_world: World
 ) -> None:
     port = sidecar_process.grpc_port
     auth = fresh_world.basic("acc-ann")

@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sidecar._proto import explain_pb2_grpc
 from sidecar.explain import check_request
 from sidecar.testing.ports import free_port
+from sidecar.testing.resolver_upstream import ResolverUpstream
 from sidecar.testing.running import SidecarThread
 
 from .world import SECRETS, World
@@ -296,38 +295,11 @@ def test_sigterm_drains_and_exits_zero(fresh_world: World, tmp_path: Path) -> No
     assert "NOT_SERVING" in err
 
 
-class _SlowResolver(ThreadingHTTPServer):
-    """A live-resolution upstream that takes `delay` seconds to say object 7xx is of type 10."""
-
-    daemon_threads = True
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.asked = threading.Semaphore(0)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(inner) -> None:
-                self.asked.release()
-                time.sleep(self.delay)
-                body = b'{"objectTypeId": "10"}'
-                inner.send_response(200)
-                inner.send_header("content-type", "application/json")
-                inner.send_header("content-length", str(len(body)))
-                inner.end_headers()
-                inner.wfile.write(body)
-
-            def log_message(inner, format: str, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 def test_sigterm_flips_health_at_once_and_finishes_in_flight_checks(
     fresh_world: World, tmp_path: Path
 ) -> None:
-    upstream = _SlowResolver(delay=1.5)
-    url = f"http://127.0.0.1:{upstream.server_address[1]}/resolve"
+    upstream = ResolverUpstream(lambda _path: 1.5)
+    url = upstream.url
     proc, port, _ = _serve_process(
         fresh_world, tmp_path,
         f"shutdown_grace_seconds: 8\nresolver: {{url: '{url}', timeout_ms: 5000}}\n",
@@ -359,7 +331,7 @@ def test_sigterm_flips_health_at_once_and_finishes_in_flight_checks(
         _, err = proc.communicate(timeout=15)
     finally:
         channel.close()
-        upstream.shutdown()
+        upstream.stop()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
