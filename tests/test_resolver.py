@@ -14,6 +14,7 @@ import pytest
 from sidecar.config import ResolverConfig
 from sidecar.decision import Deny, Reason
 from sidecar.resolver import TargetResolver
+from sidecar.testing.resolver_upstream import ResolverUpstream
 
 from .test_pipeline import bearer, decide, engine, req
 
@@ -296,49 +297,31 @@ async def test_an_id_too_long_to_exist_is_unknown_target_without_asking(
 
 
 class _HeldUpstream:
-    """A real resolve endpoint that answers object ids only once `release` is set."""
+    """A real resolve endpoint that answers only once `release` is set."""
 
     def __init__(self) -> None:
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.release = threading.Event()
-        self.arrived = 0
-        lock = threading.Lock()
-        outer = self
+        self.server = ResolverUpstream(self._held)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with lock:
-                    outer.arrived += 1
-                outer.release.wait(5)
-                body = json.dumps({"objectTypeId": "10"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _held(self, _path: str) -> float:
+        self.release.wait(5)
+        return 0.0
 
     def resolver(self) -> TargetResolver:
-        cfg = ResolverConfig(url=f"http://127.0.0.1:{self.server.server_address[1]}/resolve",
-                             timeout_ms=4000, cache_ttl_seconds=60)
+        cfg = ResolverConfig(url=self.server.url, timeout_ms=4000, cache_ttl_seconds=60)
         return TargetResolver(cfg, clock=Clock())
 
     async def until_arrived(self, count: int) -> None:
+        """Until `count` requests are held (none is answered before `release`)."""
         async with asyncio.timeout(3):
-            while self.arrived < count:
+            while self.server.busy < count:
                 await asyncio.sleep(0.01)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture
